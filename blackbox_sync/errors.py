@@ -1,0 +1,139 @@
+"""The exception hierarchy: everything the library raises derives from :class:`BlackBoxError`.
+
+Messages are built by the raiser and never contain secrets: URLs pass through
+:func:`blackbox_sync.redact.redact_url` before they reach an exception text.
+"""
+
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from .reply import Reply
+
+
+class BlackBoxError(Exception):
+    """Base class of every error raised by blackbox_sync."""
+
+
+class UsageError(BlackBoxError, RuntimeError):
+    """The library was called in a way that cannot work (for example ``ask()`` from a callback)."""
+
+
+class ProtocolError(BlackBoxError):
+    """A frame broke the wire protocol. ``payload`` keeps what arrived, untouched."""
+
+    def __init__(self, message: str, payload: "str | bytes | None" = None) -> None:
+        super().__init__(message)
+        self.payload = payload
+
+
+class ConnectionClosedError(BlackBoxError, ConnectionError):
+    """The WebSocket closed before the operation finished."""
+
+    def __init__(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
+        detail = message if code is None else f"{message} (close code {code}{', ' + reason if reason else ''})"
+        super().__init__(detail)
+        self.code = code
+        self.reason = reason
+
+
+class AskTimeout(BlackBoxError, TimeoutError):
+    """A blocking call ran out of time. ``reply`` holds what the turn had collected so far."""
+
+    def __init__(self, message: str, reply: "Optional[Reply]" = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class ServerError(BlackBoxError):
+    """The server sent an ``error`` frame; ``message`` is its ``data.message``."""
+
+    def __init__(self, message: str, data: "Optional[dict[str, Any]]" = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data or {}
+
+
+class AuthenticationError(ServerError):
+    """The token or API key was missing, invalid, expired or not allowed."""
+
+
+class ToolError(BlackBoxError):
+    """A client-side tool failed; the server was answered with an error result."""
+
+    def __init__(self, message: str, tool_name: str, request_id: str) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.request_id = request_id
+
+
+class CallbackError(BlackBoxError):
+    """A user callback raised; the reader thread survived and reports it with this wrapper."""
+
+    def __init__(self, message: str, callback: Any) -> None:
+        super().__init__(message)
+        self.callback = callback
+
+
+class ApiError(BlackBoxError):
+    """A REST call answered with a non-2xx status (RFC 7807 ProblemDetails where given)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str = "",
+        detail: str = "",
+        request_id: Optional[str] = None,
+        body: Any = None,
+    ) -> None:
+        text = f"HTTP {status}" + (f" {title}" if title else "") + (f": {detail}" if detail else "")
+        super().__init__(text)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.request_id = request_id
+        self.body = body
+
+
+class ApiAuthenticationError(ApiError, AuthenticationError):
+    """REST 401/403: catch it as :class:`AuthenticationError` or as :class:`ApiError`."""
+
+    def __init__(self, status: int, title: str = "", detail: str = "", **kw: Any) -> None:
+        ApiError.__init__(self, status, title, detail, **kw)
+        self.message = str(self)
+        self.data = {}
+
+
+class NotFoundError(ApiError):
+    """REST 404."""
+
+
+class ConflictError(ApiError):
+    """REST 409 (for example a token name that is already taken)."""
+
+
+class RateLimitError(ApiError):
+    """REST 429. ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    def __init__(self, status: int, title: str = "", detail: str = "", **kw: Any) -> None:
+        self.retry_after: Optional[float] = kw.pop("retry_after", None)
+        super().__init__(status, title, detail, **kw)
+
+
+# Messages of `error` frames that mean "your credentials or their scope are wrong" (PROTOCOL.md §7).
+AUTH_ERROR_MESSAGES = frozenset(
+    {
+        "missing token",
+        "invalid token",
+        "web integration is not enabled",
+        "origin not allowed",
+        "auth_error",
+        "unauthorized",
+    }
+)
+
+
+def server_error_for(message: str, data: "Optional[dict[str, Any]]" = None) -> ServerError:
+    """Pick the exception class for an ``error`` frame's message."""
+    if message.strip().lower() in AUTH_ERROR_MESSAGES:
+        return AuthenticationError(message, data)
+    return ServerError(message, data)

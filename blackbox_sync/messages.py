@@ -1,0 +1,295 @@
+"""Typed frames of the BlackBox WebSocket protocol (PROTOCOL.md §2–4): layer 1, pure, no I/O.
+
+:func:`decode` turns a frame into a :class:`Message` or raises :class:`~.errors.ProtocolError`
+with the payload kept; :func:`encode` writes a message as the live service expects it (a UTC
+``timestamp`` and ``"channelId": null`` on every frame).
+"""
+
+import json
+from datetime import datetime
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+
+import attrs
+
+from .convert import KEEP_NONE, LooseStr, converter, format_timestamp, parse_timestamp, utcnow
+from .errors import ProtocolError
+
+Wire = Mapping[str, Union[str, Tuple[str, ...]]]
+
+PARTIAL_TEXT_KIND = "potential"
+"""``content.type`` of a streaming text that is not final yet (older docs)."""
+
+
+@attrs.define
+class Message:
+    """Fields every frame has. ``raw`` is the decoded JSON object as it arrived."""
+
+    TYPE: ClassVar[str] = ""
+    __wire__: ClassVar[Wire] = {}
+
+    timestamp: Optional[datetime] = attrs.field(default=None, kw_only=True)
+    channel_id: Optional[str] = attrs.field(default=None, kw_only=True, metadata={KEEP_NONE: True})
+    raw: Dict[str, Any] = attrs.field(factory=dict, kw_only=True, eq=False, repr=False)
+
+
+# --- client → server -------------------------------------------------------------------------
+
+
+@attrs.define
+class InitRequest:
+    """The ``request`` of ``initialize``: what kind of conversation to start."""
+
+    call_type: str = "chat"
+    additional_data: Optional[Dict[str, Any]] = None
+    endpoint: Optional[str] = None
+
+
+@attrs.define
+class Initialize(Message):
+    """First client frame, exactly once. ``dev_request`` replaces ``request`` on the dev endpoint."""
+
+    TYPE = "initialize"
+    request: Optional[InitRequest] = None
+    dev_request: Optional[Dict[str, Any]] = None
+
+
+@attrs.define
+class IncomingChatMessage(Message):
+    """A user chat message; ``content`` must be a plain string (the service closes 1007 otherwise)."""
+
+    TYPE = "incomingChatMessage"
+    content: str
+
+
+@attrs.define
+class ToolResponse(Message):
+    """The answer to a :class:`ToolRequest` (wire type ``websocketToolResponse``)."""
+
+    TYPE = "websocketToolResponse"
+    __wire__: ClassVar[Wire] = {"id": "content.id", "result": "content.result"}
+    id: str
+    result: Any
+
+
+@attrs.define
+class SdpAnswer(Message):
+    """The client's WebRTC answer to an :class:`SdpInvite`."""
+
+    TYPE = "sdpAnswer"
+    __wire__: ClassVar[Wire] = {"sdp": "data.sdpAnswer"}
+    sdp: str
+
+
+@attrs.define
+class Terminate(Message):
+    """Asks the service to end the conversation; it answers with :class:`ConversationResult`."""
+
+    TYPE = "terminate"
+
+
+# --- server → client -------------------------------------------------------------------------
+
+
+@attrs.define
+class Event(Message):
+    """A lifecycle event: ``connection``, ``opened``, ``closed``, ``failedOpen`` or a new name."""
+
+    TYPE = "event"
+    name: LooseStr
+    data: Dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def record_id(self) -> Optional[str]:
+        """The conversation's id from ``data.recordId``, or ``data.jobId`` as some regions send."""
+        value = self.data.get("recordId", self.data.get("jobId"))
+        return None if value is None else str(value)
+
+
+@attrs.define
+class TextMessage(Message):
+    """An utterance: the agent's (``source="assistant"``) or the echo of the user's own."""
+
+    TYPE = "text"
+    __wire__: ClassVar[Wire] = {"source": "content.source", "text": "content.text", "kind": "content.type"}
+    source: LooseStr
+    text: str
+    kind: Optional[LooseStr] = None
+    """``content.type`` as sent; ``"potential"`` marks a partial, streaming text."""
+
+    @property
+    def partial(self) -> bool:
+        """True for a streaming text that a final one will replace."""
+        return self.kind == PARTIAL_TEXT_KIND
+
+    @property
+    def from_assistant(self) -> bool:
+        """True when the agent said it (not the echo of the user's message)."""
+        return self.source == "assistant"
+
+
+@attrs.define
+class ToolRequest(Message):
+    """The agent asks this client to run tool ``tool_name`` (wire type ``websocketToolRequest``).
+
+    ``args`` is whatever the service sent; the tool runner checks that it is an object.
+    """
+
+    TYPE = "websocketToolRequest"
+    __wire__: ClassVar[Wire] = {"id": "content.id", "tool_name": "content.toolName", "args": "content.args"}
+    id: str
+    tool_name: str
+    args: Any = attrs.field(factory=dict)
+
+
+@attrs.define
+class ToolCall(Message):
+    """Informational: the agent called a tool (any kind). Never executed by the client."""
+
+    TYPE = "toolCall"
+    __wire__: ClassVar[Wire] = {
+        "id": ("content.id", "data.id"),
+        "tool_name": ("content.toolName", "content.name", "data.toolName", "data.name"),
+        "args": ("content.args", "content.arguments", "data.args", "data.arguments"),
+    }
+    id: Optional[LooseStr] = None
+    tool_name: Optional[LooseStr] = None
+    args: Any = None
+
+
+@attrs.define
+class ToolCallResult(Message):
+    """The service's acknowledgement after a tool ran (shape undocumented; see ``raw``)."""
+
+    TYPE = "toolCallResult"
+    __wire__: ClassVar[Wire] = {
+        "id": ("content.id", "data.id"),
+        "tool_name": ("content.toolName", "content.name", "data.toolName", "data.name"),
+        "result": ("content.result", "data.result"),
+    }
+    id: Optional[LooseStr] = None
+    tool_name: Optional[LooseStr] = None
+    result: Any = None
+
+
+@attrs.define
+class SdpInvite(Message):
+    """The service's WebRTC offer for a ``webCall`` (``data.invite``, or ``data.sdpOffer``)."""
+
+    TYPE = "sdpInvite"
+    __wire__: ClassVar[Wire] = {"sdp": ("data.invite", "data.sdpOffer")}
+    sdp: str
+
+
+@attrs.define
+class ConversationResult(Message):
+    """The final summary. Its shape is undocumented, so every field is optional; see ``raw``.
+
+    ``result`` is the payload object, whichever of ``result``, ``content`` or ``data`` held it.
+    """
+
+    TYPE = "conversationResult"
+    __wire__: ClassVar[Wire] = {
+        "status": ("result.status", "content.status", "data.status"),
+        "error_message": ("result.errorMessage", "content.errorMessage", "data.errorMessage"),
+        "summary": ("content.summary", "content.transcript.summary", "result.summary", "data.summary"),
+        "result": ("result", "content", "data"),
+    }
+    status: Optional[LooseStr] = None
+    error_message: Optional[LooseStr] = None
+    summary: Any = None
+    result: Any = None
+
+
+@attrs.define
+class ErrorMessage(Message):
+    """An ``error`` frame; ``message`` is ``data.message`` (see PROTOCOL.md §7)."""
+
+    TYPE = "error"
+    __wire__: ClassVar[Wire] = {"message": "data.message", "data": "data"}
+    message: LooseStr = LooseStr("")
+    data: Dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define
+class UnknownMessage(Message):
+    """A frame whose ``type`` this version does not know; delivered with its raw dict."""
+
+    type: str = ""
+
+
+CLIENT_MESSAGES: Tuple[Type[Message], ...] = (
+    Initialize,
+    IncomingChatMessage,
+    ToolResponse,
+    SdpAnswer,
+    Terminate,
+)
+SERVER_MESSAGES: Tuple[Type[Message], ...] = (
+    Event,
+    TextMessage,
+    ToolRequest,
+    ToolCall,
+    ToolCallResult,
+    SdpInvite,
+    ConversationResult,
+    ErrorMessage,
+)
+MESSAGE_TYPES: Dict[str, Type[Message]] = {cls.TYPE: cls for cls in CLIENT_MESSAGES + SERVER_MESSAGES}
+
+
+def decode(payload: Union[str, bytes]) -> Message:
+    """Parse one frame. Raises :class:`ProtocolError` (payload kept) for anything malformed."""
+    if isinstance(payload, (bytes, bytearray)):
+        raise ProtocolError("binary frame where JSON text was expected", bytes(payload))
+    try:
+        frame = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}", payload) from None
+    return decode_object(frame, payload)
+
+
+def decode_object(frame: Any, payload: Union[str, bytes, None] = None) -> Message:
+    """Build a message from an already parsed JSON value (see :func:`decode`)."""
+    if not isinstance(frame, dict):
+        raise ProtocolError(f"frame is a JSON {type(frame).__name__}, not an object", payload)
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("frame has no string 'type'", payload)
+    cls = MESSAGE_TYPES.get(kind)
+    if cls is None:
+        return UnknownMessage(type=kind, timestamp=parse_timestamp(frame.get("timestamp")), raw=frame)
+    try:
+        message = converter.structure(_with_lenient_envelope(frame), cls)
+    except Exception as exc:
+        raise ProtocolError(f"malformed {kind!r} frame: {_reason(exc)}", payload) from None
+    message.raw = frame
+    return message
+
+
+def _with_lenient_envelope(frame: Dict[str, Any]) -> Dict[str, Any]:
+    # The envelope is never a reason to drop a frame: a bad timestamp or channelId reads as None.
+    channel = frame.get("channelId")
+    return {
+        **frame,
+        "timestamp": frame.get("timestamp") if parse_timestamp(frame.get("timestamp")) else None,
+        "channelId": channel if isinstance(channel, str) else None,
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def to_wire(message: Message) -> Dict[str, Any]:
+    """The JSON object for ``message``, with its ``type``, a timestamp and ``channelId``."""
+    if not message.TYPE:
+        raise TypeError(f"{type(message).__name__} cannot be sent; send its raw dict instead")
+    body: Dict[str, Any] = converter.unstructure(message)
+    body["timestamp"] = format_timestamp(message.timestamp or utcnow())
+    return {"type": message.TYPE, **body}
+
+
+def encode(message: Message) -> str:
+    """The JSON text frame for ``message``."""
+    return json.dumps(to_wire(message), ensure_ascii=False, separators=(",", ":"))

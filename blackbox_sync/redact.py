@@ -1,0 +1,61 @@
+"""Keeping secrets out of logs, reprs and exception texts: the one place that rule lives."""
+
+import re
+from typing import Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+# Query parameters that carry credentials on BlackBox URLs (PROTOCOL.md §1) and their usual kin.
+SECRET_PARAMS = frozenset({"token", "authorization", "api_key", "apikey", "key", "access_token"})
+
+
+class Secret:
+    """A credential that only reveals itself on purpose, through :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call it only where the value goes on the wire."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK})"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact_url(url: str) -> str:
+    """Mask the values of credential query parameters and any user:password in ``url``."""
+    parts = urlsplit(url)
+    query = urlencode(
+        [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, True)],
+        safe="*",
+    )
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str, *secrets: Optional[str]) -> str:
+    """Replace every occurrence of each non-empty secret in ``text`` with the mask."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return _BEARER.sub(f"Bearer {MASK}", text)
+
+
+_BEARER = re.compile(r"Bearer\s+[^\s\"',]+")
