@@ -51,7 +51,9 @@ def parse_timestamp(value: object) -> Optional[datetime]:
     if clock.count(":") == 1:
         clock += ":00"
     micros = (fraction or "0")[:6].ljust(6, "0")
-    offset = "+00:00" if zone in (None, "Z", "z") else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    offset = (
+        "+00:00" if zone in (None, "Z", "z") else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    )
     try:
         return datetime.fromisoformat(f"{date}T{clock}.{micros}{offset}")
     except ValueError:
@@ -179,7 +181,9 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(datetime, _datetime)
     conv.register_unstructure_hook(datetime, format_timestamp)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _make_attrs_structure(conv, cls))
-    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _make_attrs_unstructure(conv, cls))
+    conv.register_unstructure_hook_factory(
+        attrs.has, lambda cls: _make_attrs_unstructure(conv, cls)
+    )
     return conv
 
 

@@ -30,14 +30,22 @@ class ConnectionClosedError(BlackBoxError, ConnectionError):
     """The WebSocket closed before the operation finished."""
 
     def __init__(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
-        detail = message if code is None else f"{message} (close code {code}{', ' + reason if reason else ''})"
+        detail = (
+            message
+            if code is None
+            else f"{message} (close code {code}{', ' + reason if reason else ''})"
+        )
         super().__init__(detail)
         self.code = code
         self.reason = reason
 
 
-class AskTimeout(BlackBoxError, TimeoutError):
-    """A blocking call ran out of time. ``reply`` holds what the turn had collected so far."""
+class OperationTimeout(BlackBoxError, TimeoutError):
+    """A blocking call (``connect``, ``terminate``, a handshake) ran out of time."""
+
+
+class AskTimeout(OperationTimeout):
+    """``ask()`` or ``wait_for_reply()`` ran out of time. ``reply`` holds the turn so far."""
 
     def __init__(self, message: str, reply: "Optional[Reply]" = None) -> None:
         super().__init__(message)

@@ -46,7 +46,7 @@ class InitRequest:
 
 @attrs.define
 class Initialize(Message):
-    """First client frame, exactly once. ``dev_request`` replaces ``request`` on the dev endpoint."""
+    """The first client frame, sent once; ``dev_request`` replaces ``request`` on /ws/dev."""
 
     TYPE = "initialize"
     request: Optional[InitRequest] = None
@@ -55,7 +55,7 @@ class Initialize(Message):
 
 @attrs.define
 class IncomingChatMessage(Message):
-    """A user chat message; ``content`` must be a plain string (the service closes 1007 otherwise)."""
+    """A user chat message; ``content`` must be a plain string (else the service closes 1007)."""
 
     TYPE = "incomingChatMessage"
     content: str
@@ -110,7 +110,11 @@ class TextMessage(Message):
     """An utterance: the agent's (``source="assistant"``) or the echo of the user's own."""
 
     TYPE = "text"
-    __wire__: ClassVar[Wire] = {"source": "content.source", "text": "content.text", "kind": "content.type"}
+    __wire__: ClassVar[Wire] = {
+        "source": "content.source",
+        "text": "content.text",
+        "kind": "content.type",
+    }
     source: LooseStr
     text: str
     kind: Optional[LooseStr] = None
@@ -135,7 +139,11 @@ class ToolRequest(Message):
     """
 
     TYPE = "websocketToolRequest"
-    __wire__: ClassVar[Wire] = {"id": "content.id", "tool_name": "content.toolName", "args": "content.args"}
+    __wire__: ClassVar[Wire] = {
+        "id": "content.id",
+        "tool_name": "content.toolName",
+        "args": "content.args",
+    }
     id: str
     tool_name: str
     args: Any = attrs.field(factory=dict)
@@ -191,7 +199,12 @@ class ConversationResult(Message):
     __wire__: ClassVar[Wire] = {
         "status": ("result.status", "content.status", "data.status"),
         "error_message": ("result.errorMessage", "content.errorMessage", "data.errorMessage"),
-        "summary": ("content.summary", "content.transcript.summary", "result.summary", "data.summary"),
+        "summary": (
+            "content.summary",
+            "content.transcript.summary",
+            "result.summary",
+            "data.summary",
+        ),
         "result": ("result", "content", "data"),
     }
     status: Optional[LooseStr] = None
@@ -234,7 +247,9 @@ SERVER_MESSAGES: Tuple[Type[Message], ...] = (
     ConversationResult,
     ErrorMessage,
 )
-MESSAGE_TYPES: Dict[str, Type[Message]] = {cls.TYPE: cls for cls in CLIENT_MESSAGES + SERVER_MESSAGES}
+MESSAGE_TYPES: Dict[str, Type[Message]] = {
+    cls.TYPE: cls for cls in CLIENT_MESSAGES + SERVER_MESSAGES
+}
 
 
 def decode(payload: Union[str, bytes]) -> Message:
@@ -257,7 +272,9 @@ def decode_object(frame: Any, payload: Union[str, bytes, None] = None) -> Messag
         raise ProtocolError("frame has no string 'type'", payload)
     cls = MESSAGE_TYPES.get(kind)
     if cls is None:
-        return UnknownMessage(type=kind, timestamp=parse_timestamp(frame.get("timestamp")), raw=frame)
+        return UnknownMessage(
+            type=kind, timestamp=parse_timestamp(frame.get("timestamp")), raw=frame
+        )
     try:
         message = converter.structure(_with_lenient_envelope(frame), cls)
     except Exception as exc:

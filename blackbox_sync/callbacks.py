@@ -1,0 +1,82 @@
+"""User callbacks: who wants which frames, and running them so that none can hurt the reader."""
+
+import logging
+import threading
+from typing import Any, Callable, List, Tuple, Type, Union
+
+from .errors import BlackBoxError, CallbackError
+from .messages import Message, UnknownMessage
+
+log = logging.getLogger("blackbox_sync.callbacks")
+
+Callback = Callable[[Any], Any]
+ErrorCallback = Callable[[BlackBoxError], Any]
+Key = Union[str, Type[Message]]
+
+ANY = "*"
+
+
+def wire_type(message: Message) -> str:
+    """The ``type`` a message has on the wire (an unknown message keeps its own)."""
+    return message.type if isinstance(message, UnknownMessage) else message.TYPE
+
+
+class Callbacks:
+    """Frame callbacks keyed by wire type, message class or ``"*"``, plus error callbacks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: List[Tuple[Key, Callback]] = []
+        self._errors: List[ErrorCallback] = []
+
+    def add(self, key: Key, callback: Callback) -> None:
+        """Call ``callback(message)`` for every frame that ``key`` matches."""
+        if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, Message))):
+            raise TypeError("on() takes a wire type string, a message class or '*'")
+        if not callable(callback):
+            raise TypeError("a callback must be callable")
+        with self._lock:
+            self._frames.append((key, callback))
+
+    def remove(self, key: Key, callback: Callback) -> None:
+        """Stop calling ``callback`` for ``key`` (no error if it was not registered)."""
+        with self._lock:
+            self._frames = [(k, c) for k, c in self._frames if (k, c) != (key, callback)]
+
+    def add_error(self, callback: ErrorCallback) -> None:
+        """Call ``callback(error)`` for every failure the library handled on its own threads."""
+        if not callable(callback):
+            raise TypeError("a callback must be callable")
+        with self._lock:
+            self._errors.append(callback)
+
+    def dispatch(self, message: Message) -> None:
+        """Run the matching callbacks in order; one that raises is reported, never fatal."""
+        kind = wire_type(message)
+        with self._lock:
+            matching = [
+                c
+                for k, c in self._frames
+                if k in (ANY, kind) or (isinstance(k, type) and isinstance(message, k))
+            ]
+        for callback in matching:
+            try:
+                callback(message)
+            except Exception as exc:
+                name = getattr(callback, "__qualname__", repr(callback))
+                log.exception("callback %s raised on a %r frame", name, kind)
+                error = CallbackError(
+                    f"callback {name} raised {type(exc).__name__}: {exc}", callback
+                )
+                error.__cause__ = exc
+                self.report(error)
+
+    def report(self, error: BlackBoxError) -> None:
+        """Hand ``error`` to the error callbacks; one that raises is logged and skipped."""
+        with self._lock:
+            callbacks = list(self._errors)
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("error callback %r raised", callback)

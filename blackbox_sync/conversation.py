@@ -1,0 +1,516 @@
+"""The public :class:`Conversation` (layer 4): a blocking, thread-safe handle on one conversation.
+
+Threads: the caller's thread (``connect``/``ask``/``terminate``/``close``), one reader thread per
+conversation (decodes frames, updates the state, runs callbacks in arrival order) and a small pool
+for tool handlers, created on the first tool request. ``close()`` joins all of them.
+"""
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
+
+from .callbacks import Callback, Callbacks, ErrorCallback, Key
+from .connection import Connection
+from .errors import (
+    AskTimeout,
+    BlackBoxError,
+    ConnectionClosedError,
+    OperationTimeout,
+    UsageError,
+    server_error_for,
+)
+from .messages import (
+    ConversationResult,
+    ErrorMessage,
+    IncomingChatMessage,
+    Initialize,
+    InitRequest,
+    Message,
+    Terminate,
+    TextMessage,
+    ToolRequest,
+    decode,
+    encode,
+)
+from .redact import Secret, redact_text
+from .reply import Reply, TurnEnd
+from .state import ConversationState, Phase, TurnRule
+from .tools import ToolHandler, ToolRunner
+from .urls import check_transport_security, websocket_url
+
+log = logging.getLogger("blackbox_sync.conversation")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Frames are logged at DEBUG, cut to this many characters.
+_LOG_FRAME_CHARS = 500
+# At most this many handled errors are kept in `Conversation.errors`.
+_KEPT_ERRORS = 1000
+
+
+class Conversation:
+    """One conversation with a BlackBox agent over WebSocket.
+
+    Give a web integration ``token`` (production endpoint) or an ``api_key`` (dev endpoint,
+    experimental). Use it as a context manager, or call :meth:`connect` and :meth:`close`.
+    Every method is safe to call from any thread; ``ask()`` calls from several threads are served
+    one at a time, in turn.
+    """
+
+    def __init__(
+        self,
+        token: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        url: Optional[str] = None,
+        call_type: str = "chat",
+        additional_data: Optional[Dict[str, Any]] = None,
+        endpoint: Optional[str] = None,
+        agent_id: Optional[str] = None,
+        dev_request: Optional[Dict[str, Any]] = None,
+        origin: Optional[str] = None,
+        headers: Optional[Dict[str, str]] = None,
+        quiet_period: float = 1.5,
+        fillers: Tuple[str, ...] = ("um",),
+        tool_workers: int = 4,
+        tool_timeout: Optional[float] = 30.0,
+        connect_timeout: float = 15.0,
+        close_timeout: float = 5.0,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: float = 10.0,
+        max_message_size: int = 8 * 1024 * 1024,
+        sslopt: Optional[Dict[str, Any]] = None,
+        allow_insecure: bool = False,
+    ) -> None:
+        if not token and not api_key and url is None:
+            raise UsageError("Conversation needs a web integration token or an API key")
+        self._token = Secret(token or "")
+        self._api_key = Secret(api_key or "")
+        self._url = Secret(websocket_url(base_url=base_url, url=url, token=token, api_key=api_key))
+        check_transport_security(self._url.reveal(), allow_insecure)
+        self.call_type = call_type
+        self.additional_data = dict(additional_data or {})
+        self.endpoint = endpoint
+        self.agent_id = agent_id
+        self.dev_request = dict(dev_request) if dev_request is not None else None
+        self.origin = origin
+        self.headers = dict(headers or {})
+        self.turn_rule = TurnRule(quiet_period=quiet_period, fillers=fillers)
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_message_size = max_message_size
+        self.sslopt = sslopt
+        self.errors: List[BlackBoxError] = []
+        """Failures handled on the library's threads (callbacks, tools, frames), oldest first."""
+
+        self._cond = threading.Condition()
+        self._ask_lock = threading.Lock()
+        self._state = ConversationState(rule=self.turn_rule)
+        self._connection: Optional[Connection] = None
+        self._closing = False
+        self._callbacks = Callbacks()
+        self._tools = ToolRunner(
+            send=self._send_message,
+            answered=self._tool_answered,
+            report=self._report,
+            workers=tool_workers,
+            timeout=tool_timeout,
+        )
+
+    # --- information -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL with credentials masked."""
+        return redact_text(self._url.reveal(), self._token.reveal(), self._api_key.reveal())
+
+    @property
+    def phase(self) -> Phase:
+        """``connecting``, ``ready`` or ``ended``."""
+        with self._cond:
+            return self._state.phase
+
+    @property
+    def record_id(self) -> Optional[str]:
+        """The conversation id from the ``connection`` event, once it arrived."""
+        with self._cond:
+            return self._state.record_id
+
+    @property
+    def result(self) -> Optional[ConversationResult]:
+        """The ``conversationResult``, once the service sent it."""
+        with self._cond:
+            return self._state.result
+
+    @property
+    def history(self) -> List[Message]:
+        """Every frame received and sent so far, in order."""
+        with self._cond:
+            return list(self._state.history)
+
+    @property
+    def transcript(self) -> List[TextMessage]:
+        """The final texts the service sent (the agent's, and its echo of the user's)."""
+        with self._cond:
+            return [m for m in self._state.history if isinstance(m, TextMessage) and not m.partial]
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The WebSocket close code once closed (``None`` if the connection dropped without one)."""
+        with self._cond:
+            return self._state.close_code
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed (or was never opened and ``close()`` was called)."""
+        with self._cond:
+            return self._state.socket_closed or (self._closing and self._connection is None)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.call_type} {self.phase} {self.url}>"
+
+    # --- registration ----------------------------------------------------------------------------
+
+    @overload
+    def on(self, key: Key) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, key: Key, callback: F) -> F: ...
+
+    def on(self, key: Key, callback: Optional[F] = None) -> Union[F, Callable[[F], F]]:
+        """Call ``callback(message)`` on the reader thread for frames of wire type ``key``, of
+        message class ``key``, or for every frame with ``"*"``. Usable as a decorator."""
+        if callback is not None:
+            self._callbacks.add(key, callback)
+            return callback
+
+        def decorate(fn: F) -> F:
+            self._callbacks.add(key, fn)
+            return fn
+
+        return decorate
+
+    def off(self, key: Key, callback: Callback) -> None:
+        """Remove a callback added with :meth:`on`."""
+        self._callbacks.remove(key, callback)
+
+    def on_error(self, callback: ErrorCallback) -> ErrorCallback:
+        """Call ``callback(error)`` for failures handled on the library's threads: a callback
+        or tool that raised, a malformed frame, an ``error`` frame, a lost connection.
+
+        Usable as a decorator."""
+        self._callbacks.add_error(callback)
+        return callback
+
+    @overload
+    def tool(self, name: F) -> F: ...
+
+    @overload
+    def tool(self, name: Optional[str] = None) -> Callable[[F], F]: ...
+
+    @overload
+    def tool(self, name: str, handler: F) -> F: ...
+
+    def tool(self, name: Any = None, handler: Optional[F] = None) -> Any:
+        """Register a client-side tool; its arguments arrive as keyword arguments and its return
+        value (JSON data or attrs objects) is the result. ``@conv.tool``, ``@conv.tool("name")``
+        and ``conv.tool("name", fn)`` all work."""
+        if callable(name):
+            self._tools.register(name.__name__, name)
+            return name
+        if handler is not None:
+            self._tools.register(name or handler.__name__, handler)
+            return handler
+
+        def decorate(fn: F) -> F:
+            self._tools.register(name or fn.__name__, fn)
+            return fn
+
+        return decorate
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def connect(self, timeout: Optional[float] = None) -> "Conversation":
+        """Open the socket, send ``initialize`` and wait for the ``connection`` event."""
+        self._not_from_callback("connect")
+        timeout = self.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._connection is not None or self._closing:
+                raise UsageError(
+                    "connect() was already called; a new conversation needs a new object"
+                )
+            self._connection = Connection(
+                self._url.reveal(),
+                on_message=self._on_message,
+                on_close=self._on_closed,
+                on_tick=self._tools.expire,
+                headers=self.headers,
+                origin=self.origin,
+                sslopt=self.sslopt,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                max_message_size=self.max_message_size,
+                secrets=self._secrets(),
+            )
+        log.info("connecting to %s", self.url)
+        try:
+            self._connection.open(timeout)
+            self._send_message(self._initialize_message())
+        except ConnectionClosedError:
+            # An `error` frame may still sit unread before the close: let the reader get to it.
+            self._connection.wait_closed(self.close_timeout)
+            self._raise_if_failed()
+            raise
+        with self._cond:
+            while self._state.phase is Phase.CONNECTING and not self._state.error:
+                if not self._wait(deadline):
+                    break
+            ready = self._state.phase is Phase.READY
+        if not ready:
+            self.close()
+            self._raise_if_failed()
+            raise OperationTimeout(f"no 'connection' event within {timeout:g} s")
+        log.info("conversation %s ready", self.record_id)
+        return self
+
+    def close(self) -> None:
+        """Close the socket and stop the reader and tool threads. Idempotent; safe from callbacks.
+
+        Returns within about twice ``close_timeout``; from a callback it returns at once and the
+        reader thread finishes the close.
+        """
+        with self._cond:
+            self._closing = True
+            connection = self._connection
+        if connection is None:
+            return
+        connection.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+
+    def terminate(self, timeout: float = 10.0) -> Optional[ConversationResult]:
+        """End the conversation: send ``terminate``, wait for ``conversationResult``, close.
+
+        Returns the result, or ``None`` when the service closed without one.
+        """
+        self._not_from_callback("terminate")
+        deadline = time.monotonic() + timeout
+        if self._connection is None:
+            raise UsageError("terminate() before connect()")
+        with self._cond:
+            done = self._state.phase is Phase.ENDED
+        if not done:
+            try:
+                self._send_message(Terminate())
+            except ConnectionClosedError:
+                pass
+            with self._cond:
+                while not (self._state.ended_normally or self._state.socket_closed):
+                    if not self._wait(deadline):
+                        break
+                done = self._state.ended_normally or self._state.socket_closed
+        self.close()
+        if not done:
+            raise OperationTimeout(f"no conversationResult within {timeout:g} s of terminate")
+        return self.result
+
+    def __enter__(self) -> "Conversation":
+        if self._connection is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if self.phase is not Phase.ENDED and not self.closed:
+                self.terminate(timeout=self.close_timeout)
+        except BlackBoxError as exc:
+            log.warning("conversation did not end cleanly: %s", exc)
+        finally:
+            self.close()
+
+    # --- talking ---------------------------------------------------------------------------------
+
+    def send(self, message: Union[str, Message]) -> None:
+        """Send a user chat message (a ``str``) or any client frame, without waiting."""
+        frame = IncomingChatMessage(message) if isinstance(message, str) else message
+        if isinstance(frame, IncomingChatMessage) and not isinstance(frame.content, str):
+            raise TypeError("chat message content must be a str")
+        self._require_live()
+        self._send_message(frame)
+
+    def ask(self, text: str, timeout: float = 30.0, quiet_period: Optional[float] = None) -> Reply:
+        """Send ``text`` and block until the agent's reply is complete (see :class:`TurnRule`).
+
+        Raises :class:`AskTimeout` (with the reply so far), :class:`ServerError` on an ``error``
+        frame, :class:`ConnectionClosedError` if the socket closes without a result.
+        """
+        if not isinstance(text, str):
+            raise TypeError("ask() takes the user's message as a str")
+        return self._take_turn(text, timeout, quiet_period)
+
+    def wait_for_reply(self, timeout: float = 30.0, quiet_period: Optional[float] = None) -> Reply:
+        """Block until the agent's current turn is complete without sending anything, e.g. for a
+        talk-first greeting. Frames that arrived since the last turn count."""
+        return self._take_turn(None, timeout, quiet_period)
+
+    # --- internals: turns ------------------------------------------------------------------------
+
+    def _take_turn(self, text: Optional[str], timeout: float, quiet: Optional[float]) -> Reply:
+        self._not_from_callback("ask")
+        deadline = time.monotonic() + timeout
+        if not self._ask_lock.acquire(timeout=max(0.0, timeout)):
+            raise AskTimeout(f"another ask() on this conversation held it for {timeout:g} s")
+        try:
+            self._require_live()
+            if text is not None:
+                with self._cond:
+                    self._state.begin_turn(time.monotonic())
+                self._send_message(IncomingChatMessage(text))
+            return self._await_turn(deadline, timeout, quiet)
+        finally:
+            self._ask_lock.release()
+
+    def _await_turn(self, deadline: float, timeout: float, quiet: Optional[float]) -> Reply:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                end = self._state.turn_end(now, quiet)
+                if end is not None:
+                    break
+                if now >= deadline:
+                    raise AskTimeout(
+                        f"the agent's turn was not complete within {timeout:g} s",
+                        self._state.reply(now, TurnEnd.QUIET),
+                    )
+                wake = self._state.wake_at(quiet)
+                self._cond.wait(
+                    max(0.0, min(deadline, wake if wake is not None else deadline) - now)
+                )
+            reply = self._state.reply(now, end)
+            error = self._state.error
+            self._state.begin_turn(now)
+            code, reason = self._state.close_code, self._state.close_reason
+        if end is TurnEnd.ERROR:
+            raise server_error_for(
+                str(error.message) if error else "error", error.data if error else None
+            )
+        if end is TurnEnd.SOCKET_CLOSED:
+            raise ConnectionClosedError(
+                "the connection closed during the agent's turn", code, reason
+            )
+        return reply
+
+    # --- internals: frames -----------------------------------------------------------------------
+
+    def _initialize_message(self) -> Initialize:
+        if self._api_key and not self._token:
+            body: Dict[str, Any] = {"callType": self.call_type}
+            if self.additional_data:
+                body["additionalData"] = self.additional_data
+            if self.endpoint:
+                body["endpoint"] = self.endpoint
+            if self.agent_id:
+                body["agentId"] = self.agent_id
+            return Initialize(dev_request={**body, **(self.dev_request or {})})
+        return Initialize(InitRequest(self.call_type, self.additional_data or None, self.endpoint))
+
+    def _send_message(self, message: Message) -> None:
+        connection = self._connection
+        if connection is None:
+            raise UsageError("not connected: call connect() first")
+        text = encode(message)
+        connection.send_text(text)
+        self._log_frame("→", text)
+        with self._cond:
+            self._state.sent(message)
+
+    def _on_message(self, payload: Union[str, bytes]) -> None:
+        now = time.monotonic()
+        try:
+            message = decode(payload)
+        except BlackBoxError as exc:
+            log.warning("dropped a frame: %s", exc)
+            self._report(exc)
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_frame("←", json.dumps(message.raw, ensure_ascii=False))
+        with self._cond:
+            self._state.receive(message, now)
+            self._cond.notify_all()
+        if isinstance(message, ToolRequest):
+            self._tools.submit(message)
+        elif isinstance(message, ErrorMessage):
+            log.warning("service error: %s", message.message)
+            self._report(server_error_for(str(message.message), message.data))
+        self._callbacks.dispatch(message)
+
+    def _on_closed(self, code: Optional[int], reason: str, error: Optional[BaseException]) -> None:
+        with self._cond:
+            self._state.closed(code, reason)
+            normal = self._state.ended_normally or self._closing
+            self._cond.notify_all()
+        if error is not None and not normal:
+            log.warning("connection closed: %s", error)
+            self._report(
+                error if isinstance(error, BlackBoxError) else ConnectionClosedError(str(error))
+            )
+        self._tools.shutdown(self.close_timeout)
+
+    def _tool_answered(self, request_id: str) -> None:
+        with self._cond:
+            self._state.tool_answered(request_id, time.monotonic())
+            self._cond.notify_all()
+
+    def _report(self, error: BlackBoxError) -> None:
+        with self._cond:
+            if len(self.errors) < _KEPT_ERRORS:
+                self.errors.append(error)
+        self._callbacks.report(error)
+
+    # --- internals: helpers ----------------------------------------------------------------------
+
+    def _wait(self, deadline: float) -> bool:
+        """Wait on the condition (held) until notified or ``deadline``; False once it passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self._cond.wait(remaining)
+        return True
+
+    def _require_live(self) -> None:
+        with self._cond:
+            if self._connection is None:
+                raise UsageError("not connected: call connect() first")
+            if self._state.phase is Phase.ENDED or self._state.socket_closed or self._closing:
+                raise ConnectionClosedError(
+                    "the conversation is over", self._state.close_code, self._state.close_reason
+                )
+
+    def _raise_if_failed(self) -> None:
+        with self._cond:
+            error = self._state.error
+        if error is not None:
+            raise server_error_for(str(error.message), error.data)
+
+    def _not_from_callback(self, what: str) -> None:
+        if self._connection is not None and self._connection.on_reader_thread:
+            raise UsageError(
+                f"{what}() cannot be called from a callback: it would wait for its own thread; "
+                "use send() there, or hand the work to another thread"
+            )
+
+    def _secrets(self) -> Tuple[str, ...]:
+        return tuple(s for s in (self._token.reveal(), self._api_key.reveal()) if s)
+
+    def _log_frame(self, direction: str, text: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            if len(text) > _LOG_FRAME_CHARS:
+                text = text[:_LOG_FRAME_CHARS] + "…"
+            log.debug("%s %s", direction, redact_text(text, *self._secrets()))
+
+
+ToolFunction = ToolHandler

@@ -1,0 +1,98 @@
+"""Where to connect: base URLs, the WebSocket endpoints and the rule against plain text off-host."""
+
+import ipaddress
+import os
+from typing import Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import UsageError
+from .redact import redact_url
+
+DEFAULT_BASE_URL = "https://blackbox.dasha.ai"
+BASE_URL_ENV = "BLACKBOX_BASE_URL"
+WEBCALL_PATH = "/api/v1/ws/webCall"
+DEV_PATH = "/api/v1/ws/dev"
+
+_WS_SCHEME = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+_HTTP_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+
+
+def base_url_from(base_url: Optional[str]) -> str:
+    """The base URL to use: the argument, else ``$BLACKBOX_BASE_URL``, else the public service."""
+    url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _WS_SCHEME:
+        raise UsageError(
+            f"base_url must start with http(s):// or ws(s)://, got {redact_url(url)!r}"
+        )
+    return url
+
+
+def http_base(base_url: str) -> str:
+    """``base_url`` with an ``http``/``https`` scheme (for REST)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(scheme=_HTTP_SCHEME[parts.scheme.lower()]))
+
+
+def with_query(url: str, **params: Optional[str]) -> str:
+    """``url`` with the given query parameters set (``None`` values are skipped)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, True) if k not in params]
+    query += [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def websocket_url(
+    *,
+    base_url: Optional[str] = None,
+    url: Optional[str] = None,
+    token: Optional[str] = None,
+    api_key: Optional[str] = None,
+) -> str:
+    """The WebSocket URL for a conversation.
+
+    A ``token`` selects the production endpoint (``/ws/webCall?token=``), an ``api_key`` the dev
+    endpoint (``/ws/dev?authorization=``). ``url`` replaces the derived address; the credential is
+    still added to its query.
+    """
+    if url is None:
+        base = base_url_from(base_url)
+        parts = urlsplit(base)
+        path = parts.path.rstrip("/") + (WEBCALL_PATH if token or not api_key else DEV_PATH)
+        url = urlunsplit((_WS_SCHEME[parts.scheme.lower()], parts.netloc, path, "", ""))
+    else:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in _WS_SCHEME:
+            raise UsageError(f"url must start with ws(s):// or http(s)://, got {redact_url(url)!r}")
+        url = urlunsplit(parts._replace(scheme=_WS_SCHEME[parts.scheme.lower()]))
+    if token:
+        return with_query(url, token=token)
+    if api_key:
+        return with_query(url, authorization=api_key)
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+        ".localhost"
+    ):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport_security(url: str, allow_insecure: bool) -> None:
+    """Refuse unencrypted ``ws://``/``http://`` to a non-loopback host unless explicitly allowed.
+
+    Credentials travel in the URL, so plain text off this machine would expose them.
+    """
+    parts = urlsplit(url)
+    plain = parts.scheme.lower() in ("ws", "http")
+    if plain and not allow_insecure and not is_loopback(parts.hostname or ""):
+        raise UsageError(
+            f"refusing unencrypted {parts.scheme}:// to {parts.hostname!r}: credentials would "
+            "travel in plain text; use wss:// or https://, or pass allow_insecure=True"
+        )
