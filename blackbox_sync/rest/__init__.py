@@ -1,0 +1,57 @@
+"""The BlackBox REST API (PROTOCOL.md §8): ``Client`` and its models, one module per API area."""
+
+from .agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
+from .call_results import CallResult, CallResultsPage
+from .calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
+from .chats import (
+    ChatMessage,
+    ChatSession,
+    ChatToolCall,
+    ChatTurn,
+    TextChatCompletion,
+    TextChatSession,
+    new_idempotency_key,
+)
+from .client import Client
+from .http import ApiConnectionError, RetryPolicy
+from .misc import Concurrency, McpVerification, WebhookTestResult
+from .web_integrations import (
+    Features,
+    IntegrationDiscovery,
+    IntegrationFeature,
+    IntegrationToken,
+    WebIntegration,
+)
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentTool",
+    "ApiConnectionError",
+    "Call",
+    "CallQueue",
+    "CallRequest",
+    "CallResult",
+    "CallResultsPage",
+    "CallStatistics",
+    "CallStatus",
+    "ChatMessage",
+    "ChatSession",
+    "ChatToolCall",
+    "ChatTurn",
+    "Client",
+    "Concurrency",
+    "Features",
+    "IntegrationDiscovery",
+    "IntegrationFeature",
+    "IntegrationToken",
+    "LlmConfig",
+    "McpVerification",
+    "RetryPolicy",
+    "TextChatCompletion",
+    "TextChatSession",
+    "WebIntegration",
+    "WebhookSettings",
+    "WebhookTestResult",
+    "new_idempotency_key",
+]

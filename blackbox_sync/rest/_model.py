@@ -1,0 +1,104 @@
+"""The base of every REST and webhook model, and the lossless encoder used by updates.
+
+Models decode through the shared converter (:mod:`blackbox_sync.convert`): camelCase on the wire,
+unknown fields tolerated and kept whole in ``raw``. Enums are plain strings (``LooseStr``) so a
+status this version does not know still decodes; the known values are listed as constants.
+"""
+
+import copy
+from typing import Any, ClassVar, Dict, Mapping, Tuple, Type, TypeVar, Union
+
+import attrs
+
+from blackbox_sync.convert import converter, wire_paths
+from blackbox_sync.errors import ProtocolError
+
+Wire = Mapping[str, Union[str, Tuple[str, ...]]]
+M = TypeVar("M", bound="Model")
+
+
+@attrs.define
+class Model:
+    """A REST object. ``raw`` is the JSON object as the service sent it, unknown fields included."""
+
+    __wire__: ClassVar[Wire] = {}
+
+    raw: Dict[str, Any] = attrs.field(factory=dict, kw_only=True, eq=False, repr=False)
+
+    def to_wire(self) -> Dict[str, Any]:
+        """The JSON object for this model: ``raw`` with the modelled attributes written over it.
+
+        Fields this version does not model travel back untouched, which is what a
+        GET-modify-PUT of a large object (an agent's ``config``) needs.
+        """
+        wire: Dict[str, Any] = _wire_of(self)
+        return wire
+
+
+C = TypeVar("C", bound=type)
+
+
+def snake_case(cls: C) -> C:
+    """Class decorator: the wire names are the attribute names (text-chat and chats endpoints)."""
+    names = {f.name: f.name for f in attrs.fields(cls) if f.name != "raw"}
+    # setattr: mypy cannot know that the decorated class is a Model with a __wire__.
+    setattr(cls, "__wire__", {**names, **cls.__dict__.get("__wire__", {})})  # noqa: B010
+    return cls
+
+
+def decode(data: Any, cls: Type[M], what: str) -> M:
+    """Structure ``data`` into ``cls``; a shape we cannot read becomes a :class:`ProtocolError`."""
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs raises a zoo of types; the caller only needs one
+        raise ProtocolError(f"unexpected response for {what}: {_reason(exc)}") from None
+
+
+def decode_list(data: Any, cls: Type[M], what: str) -> "list[M]":
+    """Structure a JSON array of ``cls`` objects."""
+    if not isinstance(data, list):
+        raise ProtocolError(f"unexpected response for {what}: expected an array")
+    return [decode(item, cls, what) for item in data]
+
+
+def deep_merge(base: Dict[str, Any], patch: Mapping[str, Any]) -> Dict[str, Any]:
+    """``base`` updated by ``patch`` in place: nested objects merge, everything else replaces."""
+    for key, value in patch.items():
+        current = base.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            deep_merge(current, value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _wire_of(value: Any) -> Any:
+    if isinstance(value, Model):
+        out: Dict[str, Any] = copy.deepcopy(value.raw)
+        for field in attrs.fields(type(value)):
+            if field.name == "raw":
+                continue
+            item = getattr(value, field.name)
+            if item is None and field.default is None:
+                continue  # "not set": keep whatever the service sent
+            _assign(out, wire_paths(type(value), field)[0], _wire_of(item))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_wire_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _wire_of(v) for k, v in value.items()}
+    return converter.unstructure(value)
+
+
+def _assign(obj: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        nxt = obj.get(key)
+        if not isinstance(nxt, dict):
+            nxt = obj[key] = {}
+        obj = nxt
+    obj[path[-1]] = value
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"

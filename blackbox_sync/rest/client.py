@@ -1,0 +1,123 @@
+"""``bb.Client``: the REST API of BlackBox behind one ``requests.Session``."""
+
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union
+
+import requests
+
+from blackbox_sync.errors import AuthenticationError
+from blackbox_sync.redact import Secret
+from blackbox_sync.urls import base_url_from
+
+from .agents import Agents
+from .call_results import CallResults
+from .calls import Calls
+from .chats import Chats, TextChat
+from .http import HttpTransport, RetryPolicy
+from .misc import Misc
+from .web_integrations import WebIntegrations
+
+if TYPE_CHECKING:
+    from blackbox_sync.conversation import Conversation
+
+API_KEY_ENV = "BLACKBOX_API_KEY"
+
+
+class Client:
+    """A synchronous client for the BlackBox REST API.
+
+    ``api_key`` and ``base_url`` default to ``BLACKBOX_API_KEY`` and ``BLACKBOX_BASE_URL``
+    (then ``https://blackbox.dasha.ai``). ``timeout`` is seconds per request (or a requests
+    ``(connect, read)`` tuple). Pass your own ``session`` for proxies or adapters; the client
+    then leaves it open on :meth:`close`. ``retry`` sets how transient failures are retried.
+
+    Use it from one thread at a time, or one client per thread (``requests.Session`` is not
+    guaranteed thread-safe).
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        *,
+        timeout: Union[float, Tuple[float, float]] = 30.0,
+        session: Optional[requests.Session] = None,
+        retry: Optional[RetryPolicy] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        key = api_key or os.environ.get(API_KEY_ENV, "")
+        if not key.strip():
+            raise AuthenticationError(
+                f"no BlackBox API key: pass Client(api_key=...) or set {API_KEY_ENV}"
+            )
+        self._api_key = Secret(key.strip())
+        self._http = HttpTransport(
+            self._api_key,
+            base_url_from(base_url),
+            timeout=timeout,
+            session=session,
+            retry=retry,
+            headers=headers,
+        )
+        self.agents = Agents(self._http)
+        self.calls = Calls(self._http)
+        self.call_results = CallResults(self._http)
+        self.web_integrations = WebIntegrations(self._http)
+        self.chats = Chats(self._http)
+        self.text_chat = TextChat(self._http)
+        self.misc = Misc(self._http)
+
+    @property
+    def base_url(self) -> str:
+        """The service's root URL, e.g. ``https://blackbox.dasha.ai``."""
+        return self._http.base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this client."""
+        return self._http.retry
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key={self._api_key!r})"
+
+    def close(self) -> None:
+        """Release the HTTP session (unless it was passed in)."""
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def conversation(
+        self,
+        agent_id: str,
+        *,
+        call_type: str = "chat",
+        additional_data: Optional[Mapping[str, Any]] = None,
+        endpoint: Optional[str] = None,
+        **kwargs: Any,
+    ) -> "Conversation":
+        """A :class:`~blackbox_sync.Conversation` on the development endpoint (experimental).
+
+        It authenticates with this client's API key, so use it only where the key is safe
+        (scripts, tests, CI). For anything user-facing, mint a token instead::
+
+            token = client.web_integrations.create_token(integration_id, name="web-1")
+            bb.Conversation(token=token.token)
+
+        Extra keyword arguments go to :class:`~blackbox_sync.Conversation`.
+        """
+        # The WebSocket layer is loaded only when a conversation is asked for.
+        from blackbox_sync.conversation import Conversation
+
+        return Conversation(
+            api_key=self._api_key.reveal(),
+            base_url=self.base_url,
+            agent_id=agent_id,
+            call_type=call_type,
+            additional_data=None if additional_data is None else dict(additional_data),
+            endpoint=endpoint,
+            **kwargs,
+        )
