@@ -1,0 +1,1 @@
+"""Small adapters for web frameworks; each imports its framework only when used."""
