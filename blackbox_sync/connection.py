@@ -239,8 +239,6 @@ class Connection:
             opcode, whole = cont.extract(frame)
         except websocket.WebSocketPayloadException:
             raise _Fatal(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
-        if self._close_sent:
-            return
         data: Union[str, bytes] = whole.data
         if opcode == websocket.ABNF.OPCODE_TEXT and isinstance(data, bytes):
             data = data.decode("utf-8")

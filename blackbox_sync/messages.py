@@ -218,9 +218,14 @@ class ErrorMessage(Message):
     """An ``error`` frame; ``message`` is ``data.message`` (see PROTOCOL.md §7)."""
 
     TYPE = "error"
-    __wire__: ClassVar[Wire] = {"message": "data.message", "data": "data"}
+    __wire__: ClassVar[Wire] = {"message": "data.message"}
     message: LooseStr = LooseStr("")
-    data: Dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """The frame's whole ``data`` object."""
+        data = self.raw.get("data")
+        return data if isinstance(data, dict) else {}
 
 
 @attrs.define

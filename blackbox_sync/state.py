@@ -218,7 +218,8 @@ class ConversationState:
             if self.error is None:
                 reason = event.data.get("reason") or event.data.get("message") or "failedOpen"
                 self.error = ErrorMessage(
-                    message=LooseStr(f"conversation failed to open: {reason}"), data=event.data
+                    message=LooseStr(f"conversation failed to open: {reason}"),
+                    raw={"data": event.data},
                 )
 
     def _mark_ready(self) -> None:
