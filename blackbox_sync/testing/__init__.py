@@ -1,1 +1,55 @@
-"""A local, strict emulator of the BlackBox service, for tests and offline demos (extra ``emulator``)."""
+"""A local, strict emulator of the BlackBox service, for tests and demos (extra ``emulator``).
+
+``Emulator`` and ``serve`` need aiohttp and are imported on first use, so the scripted-agent
+classes and the pytest plugin load without it.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from .agent import (
+    Agent,
+    AgentContext,
+    CallTool,
+    End,
+    Pause,
+    Rule,
+    Say,
+    ScriptedAgent,
+    SendRaw,
+)
+from .agent_file import AgentFileError
+from .faults import DropAfter
+from .options import EmulatorOptions
+from .records import ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
+
+if TYPE_CHECKING:
+    from .emulator import Emulator, serve
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentFileError",
+    "CallTool",
+    "ConversationRecord",
+    "DropAfter",
+    "Emulator",
+    "EmulatorOptions",
+    "End",
+    "FrameRecord",
+    "Pause",
+    "Rule",
+    "Say",
+    "ScriptedAgent",
+    "SendRaw",
+    "TokenGrant",
+    "ToolCallRecord",
+    "serve",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Emulator", "serve"):
+        from . import emulator
+
+        return getattr(emulator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

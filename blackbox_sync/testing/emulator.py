@@ -1,0 +1,680 @@
+"""The BlackBox emulator: a real aiohttp server, REST and WebSocket on one port, in its own thread.
+
+::
+
+    with Emulator(agent=ScriptedAgent([Rule("order", "It shipped.")])) as emu:
+        ws = websocket.create_connection(emu.ws_url())
+        ...
+        record = emu.wait_for_conversation_end(timeout=5)
+
+Thread model
+    One daemon thread runs an asyncio loop (:attr:`Emulator.loop`) with the aiohttp application;
+    every socket, every :class:`~.ws_session.WsSession` and every REST handler runs there. All
+    state shared with other threads (tokens, API keys, agents, records, frames, armed faults)
+    lives on the :class:`Emulator` and is guarded by one re-entrant lock, :attr:`Emulator.lock`;
+    :attr:`Emulator.changed`, a condition on that lock, is notified on every change, and the
+    ``wait_for_*`` helpers wait on it. Loop code holds the lock only briefly, never across an
+    ``await``. Methods that wait for the loop (``start``, ``stop``, ``reset``, ``drop_connection``)
+    must not be called from the loop thread. ``on_conversation_end`` callbacks run in the loop's
+    thread pool, so a slow one cannot stall the server, and they finish before the client is told
+    that the conversation ended.
+
+Secrets: tokens and API keys never reach a log line; URLs are logged through
+:func:`~blackbox_sync.redact.redact_url`.
+"""
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import random
+import secrets
+import socket
+import sys
+import threading
+import uuid
+from datetime import datetime
+from typing import (
+    Any,
+    Callable,
+    Coroutine,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    TextIO,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+import attrs
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from blackbox_sync.convert import utcnow
+from blackbox_sync.errors import UsageError
+from blackbox_sync.redact import redact_url
+
+from . import auth, rest_api
+from .agent import Agent, ScriptedAgent
+from .faults import ConnectionFault, DropAfter
+from .options import EmulatorOptions
+from .records import FAILED, ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
+from .ws_session import CLOSE_GOING_AWAY, InitInfo, WsSession
+
+log = logging.getLogger("blackbox_sync.testing")
+
+T = TypeVar("T")
+EndCallback = Callable[[ConversationRecord], None]
+WEB_CALL_PATH = "/api/v1/ws/webCall"
+DEV_PATH = "/api/v1/ws/dev"
+
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+UNSET = _Unset.UNSET
+
+
+class Emulator:
+    """A local, strict BlackBox service for tests and offline demos.
+
+    ``agent`` answers every conversation whose token (or ``devRequest.agentId``) names no agent
+    in ``agents``. ``token`` and ``api_key`` default to fresh random values; ``seed`` makes the
+    conversation ids repeatable. See the module docstring for the thread model.
+    """
+
+    def __init__(
+        self,
+        agent: Optional[Agent] = None,
+        *,
+        agents: Optional[Mapping[str, Agent]] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: Optional[str] = None,
+        api_key: Optional[str] = None,
+        options: Optional[EmulatorOptions] = None,
+        seed: int = 0,
+    ) -> None:
+        self.host = host
+        self.token = token or f"emu-token-{secrets.token_hex(12)}"
+        """The default web-integration token (valid after every :meth:`reset`)."""
+        self.api_key = api_key or f"emu-key-{secrets.token_hex(12)}"
+        """The default API key (valid after every :meth:`reset`)."""
+        self.options = options or EmulatorOptions()
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.on_conversation_end: List[EndCallback] = []
+        """Called with a snapshot of each conversation as it ends (in a pool thread)."""
+        self.on_reset: List[Callable[[], None]] = []
+        """Called after :meth:`reset` cleared the emulator's state (in the caller's thread)."""
+        self._requested_port = port
+        self._port: Optional[int] = None
+        self._seed = seed
+        self._initial_agent: Agent = agent if agent is not None else ScriptedAgent()
+        self._initial_agents: Dict[str, Agent] = dict(agents or {})
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._runner: Optional[web.AppRunner] = None
+        self._startup_error: Optional[BaseException] = None
+        self._sessions: Set[WsSession] = set()  # loop thread only
+        self._clear_state()
+
+    def _clear_state(self) -> None:
+        with self.lock:
+            self.default_agent: Agent = self._initial_agent
+            self.agents: Dict[str, Agent] = dict(self._initial_agents)
+            self.api_keys: Set[str] = {self.api_key}
+            self._tokens: Dict[str, TokenGrant] = {self.token: TokenGrant(self.token)}
+            self._records: List[ConversationRecord] = []
+            self._frames: List[FrameRecord] = []
+            self._faults: List[ConnectionFault] = []
+            self._ids = random.Random(self._seed)
+            self._connections = 0
+            self.changed.notify_all()
+
+    def __repr__(self) -> str:
+        state = f"listening on {self.base_url}" if self.running else "stopped"
+        return f"<Emulator {state}>"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> "Emulator":
+        """Bind the port, start the server thread and wait until it accepts connections."""
+        if self._thread is not None:
+            raise UsageError("the emulator is already running")
+        sock = socket.create_server((self.host, self._requested_port))
+        self._port = sock.getsockname()[1]
+        ready = threading.Event()
+        self._startup_error = None
+        self._thread = threading.Thread(
+            target=self._serve_forever,
+            args=(sock, ready),
+            name=f"blackbox-emulator:{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(timeout):
+            self.stop(timeout)
+            raise TimeoutError(f"the emulator did not start within {timeout} s")
+        if self._startup_error is not None:
+            error = self._startup_error
+            self.stop(timeout)
+            raise error
+        log.info("BlackBox emulator listening on %s", self.base_url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every connection, stop the server and join its thread. Idempotent."""
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return
+        self._not_on_loop()
+        if loop is not None and thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+            except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+                log.warning("emulator shutdown incomplete: %r", exc)
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:  # the loop is already closed
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("the emulator thread did not stop within %s s", timeout)
+        self._thread = self._loop = self._runner = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The server's event loop (for code that must run on it, like REST handlers' helpers)."""
+        if self._loop is None:
+            raise UsageError("the emulator is not running")
+        return self._loop
+
+    @property
+    def port(self) -> int:
+        """The TCP port (known once started)."""
+        if self._port is None:
+            raise UsageError("the emulator is not running")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``: the REST base URL, from which clients derive WebSocket URLs."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def ws_url(self, token: Optional[str] = None, *, dev: bool = False) -> str:
+        """The WebSocket URL with a credential: ``token`` (or the default token), or on ``dev``
+        the API key (``token`` then overrides the key). Contains a secret: don't log it."""
+        base = "ws" + self.base_url[len("http") :]
+        if dev:
+            return f"{base}{DEV_PATH}?authorization={token or self.api_key}"
+        return f"{base}{WEB_CALL_PATH}?token={token or self.token}"
+
+    # --- configuration (any thread) -------------------------------------------------------------
+
+    def add_token(
+        self,
+        token: str,
+        agent_id: Optional[str] = None,
+        *,
+        enabled: bool = True,
+        origins: Optional[Sequence[str]] = None,
+        integration_id: Optional[str] = None,
+        expires_at: Optional[datetime] = None,
+    ) -> TokenGrant:
+        """Accept ``token`` on the production endpoint, for ``agent_id``'s script.
+
+        ``enabled=False`` answers ``Web integration is not enabled``; ``origins`` turns on the
+        ``Origin`` check; after ``expires_at`` (a datetime) the token is ``Invalid token``.
+        """
+        grant = TokenGrant(
+            token,
+            agent_id=agent_id,
+            enabled=enabled,
+            origins=origins,
+            integration_id=integration_id,
+            expires_at=expires_at,
+        )
+        with self.changed:
+            self._tokens[token] = grant
+            self.changed.notify_all()
+        return grant
+
+    def remove_token(self, token: str) -> bool:
+        """Stop accepting ``token``; False when it was not known."""
+        with self.changed:
+            return self._tokens.pop(token, None) is not None
+
+    def update_integration(
+        self,
+        integration_id: str,
+        *,
+        agent_id: Union[Optional[str], _Unset] = UNSET,
+        enabled: Union[bool, _Unset] = UNSET,
+        origins: Union[Optional[Sequence[str]], _Unset] = UNSET,
+    ) -> int:
+        """Change every token of ``integration_id`` at once; returns how many there were."""
+        changes: Dict[str, Any] = {}
+        if agent_id is not UNSET:
+            changes["agent_id"] = agent_id
+        if enabled is not UNSET:
+            changes["enabled"] = enabled
+        if origins is not UNSET:
+            changes["origins"] = origins
+        with self.changed:
+            hits = [t for t, g in self._tokens.items() if g.integration_id == integration_id]
+            for token in hits:
+                self._tokens[token] = attrs.evolve(self._tokens[token], **changes)
+            return len(hits)
+
+    @property
+    def tokens(self) -> Dict[str, TokenGrant]:
+        """A copy of the accepted tokens and their grants."""
+        with self.lock:
+            return dict(self._tokens)
+
+    def set_agent(self, agent_id: str, agent: Agent) -> None:
+        """Use ``agent`` for conversations with ``agent_id``."""
+        with self.lock:
+            self.agents[agent_id] = agent
+
+    def arm_fault(self, fault: ConnectionFault) -> None:
+        """Hand ``fault`` to the next connection that opens."""
+        with self.lock:
+            self._faults.append(fault)
+
+    def drop_next_connection_after(self, n_frames: int, direction: str = "server") -> None:
+        """Make the next connection drop (no close frame, 1006) after ``n_frames`` frames.
+
+        ``direction`` counts frames the emulator sent (``"server"``), received (``"client"``)
+        or both (``"any"``); see :class:`~.faults.DropAfter`.
+        """
+        self.arm_fault(DropAfter(n_frames, direction))
+
+    def drop_connection(self, record_id: Optional[str] = None, timeout: float = 5.0) -> int:
+        """Drop the TCP connection of conversation ``record_id`` (or every open one) right now."""
+        return self._on_loop(self._drop_sessions(record_id), timeout)
+
+    def options_snapshot(self) -> EmulatorOptions:
+        """A copy of :attr:`options` (what a new connection uses)."""
+        with self.lock:
+            return attrs.evolve(self.options)
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """End every open connection and forget all state, keeping the port and the defaults."""
+        if self.running:
+            self._on_loop(self._end_sessions("emulator_reset"), timeout)
+        self._clear_state()
+        for callback in list(self.on_reset):
+            callback()
+
+    # --- what happened (any thread) ------------------------------------------------------------
+
+    @property
+    def frames(self) -> List[FrameRecord]:
+        """Every frame received from clients, oldest first (a snapshot)."""
+        with self.lock:
+            return [f for f in self._frames if f.direction == "client"]
+
+    @property
+    def server_frames(self) -> List[FrameRecord]:
+        """Every frame sent to clients, oldest first (a snapshot)."""
+        with self.lock:
+            return [f for f in self._frames if f.direction == "server"]
+
+    @property
+    def conversations(self) -> List[ConversationRecord]:
+        """Snapshots of every conversation, oldest first."""
+        with self.lock:
+            return [r.snapshot() for r in self._records]
+
+    def conversation(self, record_id: str) -> ConversationRecord:
+        """A snapshot of one conversation; KeyError when unknown."""
+        with self.lock:
+            for record in self._records:
+                if record.record_id == record_id:
+                    return record.snapshot()
+        raise KeyError(record_id)
+
+    def wait_for_frame(
+        self,
+        type: Optional[str] = None,
+        timeout: float = 5.0,
+        *,
+        direction: str = "client",
+        record_id: Optional[str] = None,
+        count: int = 1,
+        where: Optional[Callable[[FrameRecord], bool]] = None,
+    ) -> FrameRecord:
+        """Wait until ``count`` matching frames were seen (counted from the first) and return the
+        last of them. Raises :class:`TimeoutError`."""
+
+        def matches(frame: FrameRecord) -> bool:
+            return (
+                frame.direction == direction
+                and (type is None or frame.type == type)
+                and (record_id is None or frame.record_id == record_id)
+                and (where is None or where(frame))
+            )
+
+        def found() -> Optional[FrameRecord]:
+            hits = [f for f in self._frames if matches(f)]
+            return hits[count - 1] if len(hits) >= count else None
+
+        with self.changed:
+            frame = self.changed.wait_for(found, timeout)
+        if frame is None:
+            raise TimeoutError(
+                f"no {direction} frame {type or '(any type)'} #{count} within {timeout} s"
+            )
+        return frame
+
+    def wait_for_conversation_end(
+        self, timeout: float = 5.0, record_id: Optional[str] = None
+    ) -> ConversationRecord:
+        """Wait until conversation ``record_id`` (default: the latest one, waiting for one to
+        start if needed) is over and its socket closed; returns its final snapshot."""
+
+        def finished() -> Optional[ConversationRecord]:
+            records = [r for r in self._records if record_id in (None, r.record_id)]
+            return records[-1] if records and records[-1].finished else None
+
+        with self.changed:
+            record = self.changed.wait_for(finished, timeout)
+            if record is None:
+                raise TimeoutError(f"no conversation ended within {timeout} s")
+            return record.snapshot()
+
+    # --- the server thread ----------------------------------------------------------------------
+
+    def _serve_forever(self, sock: socket.socket, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._start_app(sock))
+        except BaseException as exc:  # reported to start() in the caller's thread
+            self._startup_error = exc
+            sock.close()
+        finally:
+            ready.set()
+        try:
+            if self._startup_error is None:
+                loop.run_forever()
+        finally:
+            _close_loop(loop)
+
+    async def _start_app(self, sock: socket.socket) -> None:
+        app = web.Application()
+        app.router.add_get(WEB_CALL_PATH, self._web_call)
+        app.router.add_get(DEV_PATH, self._dev_call)
+        rest_api.add_routes(app, self)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log_class=_RedactingAccessLog,
+            access_log=logging.getLogger("blackbox_sync.testing.access"),
+        )
+        await runner.setup()
+        self._runner = runner
+        await web.SockSite(runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        await self._end_sessions("server_shutdown")
+        if self._runner is not None:
+            await asyncio.wait_for(self._runner.cleanup(), timeout=5.0)
+
+    async def _web_call(self, request: web.Request) -> web.StreamResponse:
+        return await self._websocket(request, dev=False)
+
+    async def _dev_call(self, request: web.Request) -> web.StreamResponse:
+        return await self._websocket(request, dev=True)
+
+    async def _websocket(self, request: web.Request, *, dev: bool) -> web.StreamResponse:
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="this endpoint speaks WebSocket only")
+        return await WsSession(self, request, dev=dev).run()
+
+    async def _end_sessions(self, ended_by: str, grace: float = 1.0) -> None:
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.end(ended_by, status=FAILED, send_result=False, close_code=CLOSE_GOING_AWAY)
+        # A client that does not answer the close frame is cut off after a short grace.
+        if not await _all_closed(sessions, grace):
+            for session in sessions:
+                session._drop()
+            await _all_closed(sessions, grace)
+
+    async def _drop_sessions(self, record_id: Optional[str]) -> int:
+        hits = [
+            s
+            for s in self._sessions
+            if record_id is None or (s.record is not None and s.record.record_id == record_id)
+        ]
+        for session in hits:
+            session.end("connection_dropped", status=FAILED, send_result=False, drop=True)
+        await _all_closed(hits, 5.0)
+        return len(hits)
+
+    def _on_loop(self, coro: "Coroutine[Any, Any, T]", timeout: float) -> T:
+        self._not_on_loop()
+        loop = self.loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def _not_on_loop(self) -> None:
+        if self._thread is threading.current_thread():
+            raise UsageError(
+                "this Emulator method blocks on its own loop; call it from another thread"
+            )
+
+    # --- called by WsSession on the loop thread ----------------------------------------------
+
+    def _accept_connection(self) -> Tuple[int, List[ConnectionFault]]:
+        with self.lock:
+            self._connections += 1
+            faults, self._faults = self._faults, []
+            return self._connections, faults
+
+    def _session_opened(self, session: WsSession) -> None:
+        self._sessions.add(session)
+
+    def _session_closed(self, session: WsSession, close_code: Optional[int]) -> None:
+        self._sessions.discard(session)
+        with self.changed:
+            if session.record is not None:
+                session.record.close_code = close_code
+                session.record.finished = True
+            self.changed.notify_all()
+
+    def _check_token(self, token: Optional[str], origin: Optional[str]) -> Optional[str]:
+        with self.lock:
+            return auth.check_web_token(self._tokens, token, origin)
+
+    def _check_api_key(self, key: Optional[str]) -> Optional[str]:
+        with self.lock:
+            return auth.check_api_key(self.api_keys, key)
+
+    def _grant(self, token: Optional[str]) -> Optional[TokenGrant]:
+        with self.lock:
+            return self._tokens.get(token) if token else None
+
+    def _open_conversation(
+        self, session: WsSession, info: InitInfo, grant: Optional[TokenGrant]
+    ) -> Tuple[ConversationRecord, Agent]:
+        with self.changed:
+            agent = self.agents.get(info.agent_id or "") or self.default_agent
+            record = ConversationRecord(
+                record_id=str(uuid.UUID(int=self._ids.getrandbits(128), version=4)),
+                token=session.token,
+                agent_id=info.agent_id,
+                call_type=info.call_type,
+                additional_data=info.additional_data,
+                endpoint=info.endpoint,
+                dev=session.dev,
+                integration_id=grant.integration_id if grant is not None else None,
+            )
+            self._records.append(record)
+            self.changed.notify_all()
+        return record, agent
+
+    def _record_frame(
+        self,
+        session: WsSession,
+        direction: str,
+        payload: Union[str, bytes],
+        data: Any,
+        kind: Optional[str],
+    ) -> None:
+        record = session.record
+        frame = FrameRecord(
+            direction=direction,
+            connection_id=session.connection_id,
+            record_id=record.record_id if record is not None else None,
+            type=kind,
+            data=data,
+            text=payload,
+        )
+        with self.changed:
+            self._frames.append(frame)
+            if record is not None:
+                (record.client_frames if direction == "client" else record.server_frames).append(
+                    frame
+                )
+            self.changed.notify_all()
+
+    def _add_transcript(self, session: WsSession, speaker: str, text: str) -> None:
+        with self.changed:
+            if session.record is not None:
+                session.record.transcript.append((speaker, text))
+            self.changed.notify_all()
+
+    def _note_error(self, session: WsSession, text: str) -> None:
+        log.warning("emulator connection %d: %s", session.connection_id, text)
+        with self.changed:
+            if session.record is not None:
+                session.record.errors.append(text)
+            self.changed.notify_all()
+
+    def _tool_requested(
+        self, session: WsSession, call_id: str, name: str, args: Any
+    ) -> ToolCallRecord:
+        call = ToolCallRecord(call_id, name, args)
+        with self.changed:
+            if session.record is not None:
+                session.record.tool_calls.append(call)
+            self.changed.notify_all()
+        return call
+
+    def _tool_finished(self, call: ToolCallRecord, result: Any, timed_out: bool) -> None:
+        with self.changed:
+            call.result = result
+            call.answered = not timed_out
+            call.timed_out = timed_out
+            self.changed.notify_all()
+
+    def _conversation_ended(
+        self, record: ConversationRecord, status: str, ended_by: str, error_message: Optional[str]
+    ) -> ConversationRecord:
+        with self.changed:
+            record.status = status
+            record.ended_by = ended_by
+            record.error_message = error_message
+            record.ended_at = utcnow()
+            self.changed.notify_all()
+            return record.snapshot()
+
+    async def _run_end_callbacks(self, record: ConversationRecord) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in list(self.on_conversation_end):
+            try:
+                await loop.run_in_executor(None, callback, record)
+            except Exception:
+                log.exception("on_conversation_end callback %r failed", callback)
+
+
+class _RedactingAccessLog(AbstractAccessLogger):
+    """aiohttp's access log without the credentials that ride in query strings."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.debug(
+            "%s %s -> %s (%.3f s)",
+            request.method,
+            redact_url(str(request.rel_url)),
+            response.status,
+            time,
+        )
+
+
+async def _all_closed(sessions: Sequence[WsSession], timeout: float) -> bool:
+    waits = [asyncio.ensure_future(s.closed.wait()) for s in sessions]
+    if not waits:
+        return True
+    _, pending = await asyncio.wait(waits, timeout=timeout)
+    for wait in pending:
+        wait.cancel()
+    return not pending
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left, join the default thread pool, close the loop: no thread survives."""
+    try:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    agent_file: Optional[str] = None,
+    *,
+    token: Optional[str] = None,
+    api_key: Optional[str] = None,
+    stop: Optional[threading.Event] = None,
+    out: Optional[TextIO] = None,
+) -> int:
+    """Run an emulator until Ctrl-C (or until ``stop`` is set); for ``blackbox-sync emulator``.
+
+    Prints the base URL, the web-integration token and the API key to ``out`` (stdout): they are
+    the emulator's own throwaway credentials, shown so a client can connect. Returns 0.
+    """
+    out = out or sys.stdout
+    agent = ScriptedAgent.from_file(agent_file) if agent_file else None
+    stop = stop or threading.Event()
+    with Emulator(agent, host=host, port=port, token=token, api_key=api_key) as emu:
+        print(f"BlackBox emulator listening on {emu.base_url}", file=out)
+        print(f"  web integration token: {emu.token}", file=out)
+        print(f"  API key:               {emu.api_key}", file=out)
+        print(f"  chat WebSocket:        {emu.ws_url('<token>')}", file=out)
+        if agent_file:
+            print(f"  agent:                 {agent_file}", file=out)
+        print("Press Ctrl-C to stop.", file=out, flush=True)
+        try:
+            # Waiting in slices keeps Ctrl-C responsive on Windows, where a bare wait() is not.
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            print("Stopping.", file=out, flush=True)
+    return 0
