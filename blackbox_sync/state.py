@@ -100,6 +100,8 @@ class ConversationState:
     close_code: Optional[int] = None
     close_reason: str = ""
     socket_closed: bool = False
+    answered_tools: Set[str] = attrs.field(factory=set)
+    """Ids of the tool requests this client has answered."""
     closed_event: bool = False
     """True once ``event closed`` arrived."""
     turn: Turn = attrs.field(factory=lambda: Turn(started_at=0.0))
@@ -125,7 +127,8 @@ class ConversationState:
         elif isinstance(message, ToolRequest):
             self._mark_ready()
             turn.tool_requests.append(message)
-            turn.pending_tools.add(message.id)
+            if message.id not in self.answered_tools:  # a repeated request is answered once
+                turn.pending_tools.add(message.id)
             turn.last_activity = now
         elif isinstance(message, (ToolCall, ToolCallResult)):
             turn.last_activity = now
@@ -149,6 +152,7 @@ class ConversationState:
 
     def tool_answered(self, request_id: str, now: float) -> None:
         """The client answered tool request ``request_id``."""
+        self.answered_tools.add(request_id)
         if request_id in self.turn.pending_tools:
             self.turn.pending_tools.discard(request_id)
             self.turn.last_activity = now

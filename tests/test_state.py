@@ -84,6 +84,15 @@ def test_outstanding_tool_requests_hold_the_turn_open() -> None:
     assert state.turn_end(31.5) is bb.TurnEnd.QUIET
 
 
+def test_a_repeated_tool_request_does_not_wait_for_a_second_answer() -> None:
+    state = ready_state()
+    state.receive(bb.ToolRequest(id="t1", tool_name="check"), 10.0)
+    state.tool_answered("t1", 10.1)
+    state.receive(bb.ToolRequest(id="t1", tool_name="check"), 10.2)
+    state.receive(assistant("Done."), 10.3)
+    assert state.turn_end(11.8) is bb.TurnEnd.QUIET
+
+
 def test_tool_call_result_counts_as_activity() -> None:
     state = ready_state()
     state.receive(assistant("Checking"), 10.0)
