@@ -112,3 +112,18 @@ def test_a_finished_websocket_conversation_fires_the_result_webhook(
     assert payload.call_id == conv.record_id
     assert payload.transcription is not None
     assert [e.text for e in payload.transcription] == ["hello", "You said: hello"]
+
+
+def test_an_agent_scripted_over_rest(client: Client, emulator: Emulator) -> None:
+    """``config.emulatorAgent`` (emulator only) scripts the agent without Python access."""
+    script = {"rules": [{"match": "hours", "reply": "9 to 5."}], "default": "Pardon?"}
+    agent_id = str(client.agents.create("Hours", {"emulatorAgent": script}).agent_id)
+    with client.conversation(agent_id, quiet_period=QUIET) as conv:
+        assert conv.ask("opening hours?", timeout=5).text == "9 to 5."
+    # The config patch merges objects and replaces everything else (here: the rules list).
+    client.agents.update(agent_id, config={"emulatorAgent": {"rules": [], "default": "Changed."}})
+    assert client.text_chat.session(agent_id).say("hours").text == "Changed."
+    with pytest.raises(bb.ApiError) as info:
+        client.agents.create("Bad", {"emulatorAgent": {"rulez": []}})
+    assert info.value.status == 400
+    assert "rulez" in info.value.detail

@@ -1,4 +1,4 @@
-"""The emulator's REST handlers: ``(request, state, json_body)`` → body, ``(status, body)`` or None.
+"""The emulator's REST handlers: ``(request, state, json_body)`` → the JSON answer, or None (204).
 
 Validation follows the documented constraints where the live service is known to enforce them and
 is lenient where live scripts show it is (a web integration created with only
@@ -16,9 +16,12 @@ from aiohttp import web
 from blackbox_sync.convert import parse_timestamp
 from blackbox_sync.testing import rest_chat as chat
 from blackbox_sync.testing import rest_results as results
+from blackbox_sync.testing.agent import ScriptedAgent
+from blackbox_sync.testing.agent_file import AgentFileError, agent_from_dict
 from blackbox_sync.testing.rest_state import ORG_ID, RestState, now
 
 Json = Any
+EMULATOR_SCRIPT_KEY = "emulatorAgent"
 _NAME = re.compile(r"^[a-zA-Z0-9\-_ ]{1,100}$")
 _AGENT_FIELDS = ("name", "config", "isEnabled", "description", "additionalData", "schedule")
 _INTEGRATION_FIELDS = (
@@ -86,17 +89,34 @@ def _agent(state: RestState, agent_id: str) -> Dict[str, Any]:
     return agent
 
 
-def _check_agent_body(body: Dict[str, Any]) -> None:
+def _check_agent_body(body: Dict[str, Any]) -> Optional[ScriptedAgent]:
+    """Validate a create/PUT body; returns the agent script in ``config.emulatorAgent``, if any.
+
+    ``emulatorAgent`` (emulator only: the live service knows no such key) is an agent file as a
+    dict, so clients that are not Python can script the agent they create over REST.
+    """
     if not isinstance(body.get("name"), str) or not body["name"].strip():
         raise Problem(400, "name is required")
     if not isinstance(body.get("config"), dict):
         raise Problem(400, "config is required and must be an object")
+    script = body["config"].get(EMULATOR_SCRIPT_KEY)
+    if script is None:
+        return None
+    try:
+        return agent_from_dict(script)
+    except AgentFileError as exc:
+        raise Problem(400, f"config.{EMULATOR_SCRIPT_KEY}: {exc}") from None
+
+
+def _use_script(state: RestState, agent_id: str, script: Optional[ScriptedAgent]) -> None:
+    if script is not None and hasattr(state.emulator, "set_agent"):
+        state.emulator.set_agent(agent_id, script)
 
 
 async def create_agent(request: web.Request, state: RestState, data: Json) -> Json:
     """``POST /agents``."""
     body = _object(data)
-    _check_agent_body(body)
+    script = _check_agent_body(body)
     stamp = now()
     with state.lock:
         agent = {
@@ -113,7 +133,8 @@ async def create_agent(request: web.Request, state: RestState, data: Json) -> Js
             "lastUpdateTime": stamp,
         }
         state.agents[agent["agentId"]] = agent
-        return agent
+    _use_script(state, agent["agentId"], script)
+    return agent
 
 
 async def get_agent(request: web.Request, state: RestState, _: Json) -> Json:
@@ -125,13 +146,14 @@ async def get_agent(request: web.Request, state: RestState, _: Json) -> Json:
 async def put_agent(request: web.Request, state: RestState, data: Json) -> Json:
     """``PUT /agents/{agentId}``: the whole object replaces the stored one; ``version`` + 1."""
     body = _object(data)
-    _check_agent_body(body)
+    script = _check_agent_body(body)
     with state.lock:
         agent = _agent(state, request.match_info["agentId"])
         agent.update({k: body[k] for k in _AGENT_FIELDS if k in body})
         agent["version"] = int(agent.get("version") or 0) + 1
         agent["lastUpdateTime"] = now()
-        return agent
+    _use_script(state, agent["agentId"], script)
+    return agent
 
 
 async def delete_agent(request: web.Request, state: RestState, _: Json) -> Json:
