@@ -35,6 +35,7 @@ keys as a rule. Unknown keys are errors, so a typo fails loudly with its place i
 
 import importlib
 import json
+import re
 from os import PathLike
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -68,8 +69,11 @@ class AgentFileError(BlackBoxError, ValueError):
 def load_agent_file(path: "Union[str, PathLike[str]]") -> ScriptedAgent:
     """Read an agent from ``.json``, ``.yaml`` or ``.yml``."""
     file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise AgentFileError(f"{file}: agent files end in .json, .yaml or .yml")
     text = file.read_text(encoding="utf-8")
-    if file.suffix.lower() in (".yaml", ".yml"):
+    if suffix != ".json":
         try:  # optional, and without type stubs everywhere: imported by name
             yaml = importlib.import_module("yaml")
         except ImportError:
@@ -80,13 +84,11 @@ def load_agent_file(path: "Union[str, PathLike[str]]") -> ScriptedAgent:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise AgentFileError(f"{file}: not valid YAML: {exc}") from None
-    elif file.suffix.lower() == ".json":
+    else:
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise AgentFileError(f"{file}: not valid JSON: {exc}") from None
-    else:
-        raise AgentFileError(f"{file}: agent files end in .json, .yaml or .yml")
     try:
         return agent_from_dict(data)
     except AgentFileError as exc:
@@ -164,7 +166,7 @@ def _rule(value: Any, where: str, body_only: bool = False) -> Rule:
         )
     except AgentFileError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, re.error) as exc:
         raise AgentFileError(f"{where}: {exc}") from None
 
 

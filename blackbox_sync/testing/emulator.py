@@ -122,6 +122,7 @@ class Emulator:
         self._runner: Optional[web.AppRunner] = None
         self._startup_error: Optional[BaseException] = None
         self._sessions: Set[WsSession] = set()  # loop thread only
+        self._callback_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._clear_state()
 
     def _clear_state(self) -> None:
@@ -132,7 +133,8 @@ class Emulator:
             self._tokens: Dict[str, TokenGrant] = {self.token: TokenGrant(self.token)}
             self._records: List[ConversationRecord] = []
             self._frames: List[FrameRecord] = []
-            self._faults: List[ConnectionFault] = []
+            self._armed: List[_ArmedFault] = []
+            self._counts: Dict[int, List[int]] = {}  # open connection id -> [sent, received]
             self._ids = random.Random(self._seed)
             self._connections = 0
             self.changed.notify_all()
@@ -285,10 +287,11 @@ class Emulator:
             return len(hits)
 
     @property
-    def tokens(self) -> Dict[str, TokenGrant]:
-        """A copy of the accepted tokens and their grants."""
+    def tokens(self) -> List[TokenGrant]:
+        """The accepted tokens' grants (a list, not a dict keyed by secrets, so that printing it
+        reveals nothing: a grant's repr leaves its token out)."""
         with self.lock:
-            return dict(self._tokens)
+            return list(self._tokens.values())
 
     def set_agent(self, agent_id: str, agent: Agent) -> None:
         """Use ``agent`` for conversations with ``agent_id``."""
@@ -296,15 +299,18 @@ class Emulator:
             self.agents[agent_id] = agent
 
     def arm_fault(self, fault: ConnectionFault) -> None:
-        """Hand ``fault`` to the next connection that opens."""
+        """Arm ``fault``: it counts each connection's frames from now on (connections open now
+        and those opened later) and strikes the first one that reaches its count, once."""
         with self.lock:
-            self._faults.append(fault)
+            baselines = {cid: (sent, received) for cid, (sent, received) in self._counts.items()}
+            self._armed.append(_ArmedFault(fault, baselines))
 
     def drop_next_connection_after(self, n_frames: int, direction: str = "server") -> None:
-        """Make the next connection drop (no close frame, 1006) after ``n_frames`` frames.
+        """Drop a connection (no close frame: the client sees 1006) after ``n_frames`` more frames.
 
-        ``direction`` counts frames the emulator sent (``"server"``), received (``"client"``)
-        or both (``"any"``); see :class:`~.faults.DropAfter`.
+        Counts from now, on the open connection or, if none is open, the next one; ``direction``
+        counts frames the emulator sent (``"server"``), received (``"client"``) or both
+        (``"any"``). See :class:`~.faults.DropAfter` and :meth:`arm_fault`.
         """
         self.arm_fault(DropAfter(n_frames, direction))
 
@@ -407,6 +413,12 @@ class Emulator:
     def _serve_forever(self, sock: socket.socket, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        # One worker, started now, so the emulator's thread count stays put while it runs.
+        pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="blackbox-emulator-callbacks"
+        )
+        pool.submit(lambda: None).result()
+        self._callback_pool = pool
         try:
             loop.run_until_complete(self._start_app(sock))
         except BaseException as exc:  # reported to start() in the caller's thread
@@ -419,6 +431,7 @@ class Emulator:
                 loop.run_forever()
         finally:
             _close_loop(loop)
+            pool.shutdown(wait=True)
 
     async def _start_app(self, sock: socket.socket) -> None:
         app = web.Application()
@@ -485,11 +498,11 @@ class Emulator:
 
     # --- called by WsSession on the loop thread ----------------------------------------------
 
-    def _accept_connection(self) -> Tuple[int, List[ConnectionFault]]:
+    def _accept_connection(self) -> int:
         with self.lock:
             self._connections += 1
-            faults, self._faults = self._faults, []
-            return self._connections, faults
+            self._counts[self._connections] = [0, 0]
+            return self._connections
 
     def _session_opened(self, session: WsSession) -> None:
         self._sessions.add(session)
@@ -497,6 +510,7 @@ class Emulator:
     def _session_closed(self, session: WsSession, close_code: Optional[int]) -> None:
         self._sessions.discard(session)
         with self.changed:
+            self._counts.pop(session.connection_id, None)
             if session.record is not None:
                 session.record.close_code = close_code
                 session.record.finished = True
@@ -540,7 +554,8 @@ class Emulator:
         payload: Union[str, bytes],
         data: Any,
         kind: Optional[str],
-    ) -> None:
+    ) -> bool:
+        """File a frame; True when an armed fault strikes the connection because of it."""
         record = session.record
         frame = FrameRecord(
             direction=direction,
@@ -556,7 +571,20 @@ class Emulator:
                 (record.client_frames if direction == "client" else record.server_frames).append(
                     frame
                 )
+            counts = self._counts.get(session.connection_id)
+            if counts is not None:
+                counts[0 if direction == "server" else 1] += 1
             self.changed.notify_all()
+            return counts is not None and self._strike(session.connection_id, counts)
+
+    def _strike(self, connection_id: int, counts: List[int]) -> bool:
+        for armed in self._armed:
+            sent, received = armed.baselines.get(connection_id, (0, 0))
+            if armed.fault.should_drop(counts[0] - sent, counts[1] - received):
+                self._armed.remove(armed)
+                log.debug("connection %d: fault %r strikes", connection_id, armed.fault)
+                return True
+        return False
 
     def _add_transcript(self, session: WsSession, speaker: str, text: str) -> None:
         with self.changed:
@@ -603,9 +631,16 @@ class Emulator:
         loop = asyncio.get_running_loop()
         for callback in list(self.on_conversation_end):
             try:
-                await loop.run_in_executor(None, callback, record)
+                await loop.run_in_executor(self._callback_pool, callback, record)
             except Exception:
                 log.exception("on_conversation_end callback %r failed", callback)
+
+
+@attrs.define
+class _ArmedFault:
+    fault: ConnectionFault
+    baselines: Dict[int, Tuple[int, int]]
+    """Frame counts of the connections that were open when the fault was armed."""
 
 
 class _RedactingAccessLog(AbstractAccessLogger):

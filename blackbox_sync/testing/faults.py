@@ -1,8 +1,10 @@
 """Faults the emulator injects into a connection: a minimal start, shaped for more to come.
 
-A fault is armed on the emulator and handed to the next connection that opens; the connection
-asks each of its faults, after every frame it sends or receives, whether to strike. Seeded,
-probabilistic faults (delays, close codes, malformed frames) plug in through the same protocol.
+A fault is armed on the emulator (``Emulator.arm_fault``). From then on, after every frame a
+connection sends or receives, the emulator asks each armed fault whether to strike, giving it the
+frames that connection has sent and received since the fault was armed; the first strike spends
+the fault. Seeded, probabilistic faults (delays, close codes, malformed frames) can plug in
+through the same protocol.
 """
 
 from typing import Protocol
@@ -16,16 +18,17 @@ class ConnectionFault(Protocol):
     """Something that may break a connection after a frame."""
 
     def should_drop(self, sent: int, received: int) -> bool:
-        """True to drop the TCP connection now; ``sent``/``received`` count frames so far."""
+        """True to drop the TCP connection now; ``sent``/``received`` count its frames since the
+        fault was armed."""
 
 
 @attrs.define
 class DropAfter:
     """Drop the TCP connection, with no close frame (the client sees 1006), after ``frames``.
 
-    ``direction`` counts frames the emulator ``"server"`` sent (the default, so ``frames=3``
-    drops the connection right after its third frame), ``"client"`` frames it received (dropped
-    before acting on the last one), or ``"any"`` of both.
+    ``direction`` counts frames the emulator sent (``"server"``, the default: ``frames=3`` drops
+    the connection right after the third one), frames it received (``"client"``: dropped before
+    acting on the last one), or ``"any"`` of both.
     """
 
     frames: int

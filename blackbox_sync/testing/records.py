@@ -6,7 +6,7 @@ record. Secrets (tokens) are kept out of every ``repr``.
 """
 
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -17,12 +17,14 @@ COMPLETED = "Completed"
 FAILED = "Failed"
 
 
-@attrs.frozen
-class FrameRecord:
-    """One WebSocket frame as it crossed the wire.
+@attrs.frozen(eq=False)
+class FrameRecord(Mapping[str, Any]):
+    """One WebSocket frame as it crossed the wire; reads like the decoded frame itself.
 
-    ``data`` is the decoded JSON value (``None`` when the frame was not JSON); ``text`` is the
-    payload exactly as sent (binary frames are kept as ``bytes``).
+    ``frame["type"]``, ``frame.get("content")`` and ``frame == {...}`` work on the decoded JSON
+    object (empty when the frame was not a JSON object), and the attributes say where it
+    belongs. ``data`` is the decoded JSON value (``None`` when not JSON); ``text`` is the
+    payload exactly as sent (``bytes`` for a binary frame).
     """
 
     direction: str
@@ -34,6 +36,18 @@ class FrameRecord:
     data: Any
     text: Any = attrs.field(repr=False)
     at: datetime = attrs.field(factory=utcnow)
+
+    def _object(self) -> Dict[str, Any]:
+        return self.data if isinstance(self.data, dict) else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._object()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._object())
+
+    def __len__(self) -> int:
+        return len(self._object())
 
 
 @attrs.define

@@ -141,7 +141,7 @@ class WsSession:
         self.request = request
         self.dev = dev
         self.options: EmulatorOptions = emulator.options_snapshot()
-        self.connection_id, self.faults = emulator._accept_connection()
+        self.connection_id = emulator._accept_connection()
         self.ws = web.WebSocketResponse(
             timeout=self.options.close_timeout,
             # aiohttp's own cap sits well above ours, so an oversized frame still reaches us
@@ -156,8 +156,6 @@ class WsSession:
         self._send_lock = asyncio.Lock()
         self._worker: Optional[asyncio.Task[None]] = None
         self._tools: Dict[str, asyncio.Future[Any]] = {}
-        self._sent = 0
-        self._received = 0
         self._dropped = False
         self._close_code: Optional[int] = None
         self.token: Optional[str] = None
@@ -299,7 +297,6 @@ class WsSession:
                 return
 
     async def _on_frame(self, payload: Union[str, bytes]) -> None:
-        self._received += 1
         data, kind = _parse(payload)
         size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
         too_large = size > self.options.max_message_size
@@ -311,9 +308,12 @@ class WsSession:
                 opened = True
             except _Reject as exc:
                 reject = exc
-        self.emulator._record_frame(self, "client", payload, data, kind)
-        if self.ending is not None or self._strike():
+        struck = self.emulator._record_frame(self, "client", payload, data, kind)
+        if self.ending is not None:
             return  # frames after the end are recorded, not answered
+        if struck:
+            self._struck()
+            return
         if too_large:
             self._protocol_error(TOO_LARGE, CLOSE_TOO_BIG)
         elif reject is not None and reject.close_code == CLOSE_ABNORMAL:
@@ -553,22 +553,16 @@ class WsSession:
             except (ConnectionError, RuntimeError) as exc:  # the peer went away meanwhile
                 log.debug("connection %d: frame not sent: %s", self.connection_id, exc)
                 return False
-            self._sent += 1
-            self.emulator._record_frame(self, "server", payload, data, kind)
-        self._strike()
+            struck = self.emulator._record_frame(self, "server", payload, data, kind)
+        if struck:
+            self._struck()
         return True
 
     # --- faults and errors ----------------------------------------------------------------------
 
-    def _strike(self) -> bool:
-        """Let an armed fault act after a frame; True when it dropped the connection."""
-        for fault in list(self.faults):
-            if fault.should_drop(self._sent, self._received):
-                self.faults.remove(fault)
-                log.debug("connection %d: fault %r drops it", self.connection_id, fault)
-                self.end("connection_dropped", status=FAILED, send_result=False, drop=True)
-                return True
-        return False
+    def _struck(self) -> None:
+        """An armed fault hit this connection: drop it on the spot."""
+        self.end("connection_dropped", status=FAILED, send_result=False, drop=True)
 
     def _protocol_error(self, message: Optional[str], close_code: int, reason: str = "") -> None:
         self.end(
