@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import json
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
 from aiohttp import web
 
@@ -114,10 +114,10 @@ def _wrap(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def route(request: web.Request) -> web.StreamResponse:
         sub = request.path[len(API) :]
-        response = await _answer(state, handler, auth, request, sub)
+        response, data = await _answer(state, handler, auth, request, sub)
         response.headers["X-Request-Id"] = f"emu-{next(request_ids)}"
         query = f"?{request.query_string}" if request.query_string else ""
-        state.journal(request.method, sub + query, response.status, request.get("json"))
+        state.journal(request.method, sub + query, response.status, data)
         return response
 
     return route
@@ -125,7 +125,9 @@ def _wrap(
 
 async def _answer(
     state: RestState, handler: Handler, auth: bool, request: web.Request, sub: str
-) -> web.Response:
+) -> Tuple[web.Response, Any]:
+    """The response, and the request's JSON body for the journal."""
+    data: Any = None
     fault = state.take_fault(request.method, sub)
     if fault is not None:
         if fault.delay:
@@ -138,27 +140,23 @@ async def _answer(
                 title=fault.title,
                 instance=request.path,
                 headers=headers,
-            )
+            ), None
     if auth:
         refused = _auth_problem(state, request)
         if refused is not None:
-            return refused
+            return refused, None
     try:
         text = await request.text()
         data = json.loads(text) if text.strip() else None
     except ValueError:
-        return problem(400, "The request body is not valid JSON", instance=request.path)
-    request["json"] = data
+        return problem(400, "The request body is not valid JSON", instance=request.path), None
     try:
         result = await handler(request, state, data)
-    except ChatError as exc:
-        return problem(exc.status, exc.detail, instance=request.path)
-    except h.Problem as exc:
-        return problem(exc.status, exc.detail, instance=request.path)
+    except (ChatError, h.Problem) as exc:
+        return problem(exc.status, exc.detail, instance=request.path), data
     if result is None:
-        return web.Response(status=204)
-    status, payload = result if isinstance(result, tuple) else (200, result)
-    return web.json_response(payload, status=status)
+        return web.Response(status=204), data
+    return web.json_response(result), data
 
 
 def _auth_problem(state: RestState, request: web.Request) -> Optional[web.Response]:
