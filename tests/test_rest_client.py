@@ -16,6 +16,7 @@ from blackbox_sync.errors import (
     NotFoundError,
     ProtocolError,
     RateLimitError,
+    UsageError,
 )
 from blackbox_sync.rest import ApiConnectionError, Client, RetryPolicy
 from blackbox_sync.rest.http import api_base, retry_after
@@ -59,6 +60,11 @@ class TestConfiguration:
         with Client() as client:
             assert client.base_url == emulator.base_url
             assert client.agents.list() == []
+
+    def test_plain_http_off_this_machine_is_refused(self) -> None:
+        with pytest.raises(UsageError, match="plain text"):
+            Client(api_key="k", base_url="http://blackbox.example")
+        assert Client(api_key="k", base_url="http://blackbox.example", allow_insecure=True)
 
     def test_default_base_url(self) -> None:
         assert Client(api_key="k").base_url == "https://blackbox.dasha.ai"

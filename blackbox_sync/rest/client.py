@@ -7,7 +7,7 @@ import requests
 
 from blackbox_sync.errors import AuthenticationError
 from blackbox_sync.redact import Secret
-from blackbox_sync.urls import base_url_from
+from blackbox_sync.urls import base_url_from, check_transport_security
 
 from .agents import Agents
 from .call_results import CallResults
@@ -30,9 +30,11 @@ class Client:
     (then ``https://blackbox.dasha.ai``). ``timeout`` is seconds per request (or a requests
     ``(connect, read)`` tuple). Pass your own ``session`` for proxies or adapters; the client
     then leaves it open on :meth:`close`. ``retry`` sets how transient failures are retried.
+    Plain ``http://`` is refused for any host but this machine unless ``allow_insecure=True``.
 
-    Use it from one thread at a time, or one client per thread (``requests.Session`` is not
-    guaranteed thread-safe).
+    The client keeps no state of its own between requests, so threads may share it for ordinary
+    use, the way ``requests.Session`` is commonly shared; for heavy parallel traffic give each
+    thread its own client (requests does not formally promise thread safety).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Client:
         session: Optional[requests.Session] = None,
         retry: Optional[RetryPolicy] = None,
         headers: Optional[Mapping[str, str]] = None,
+        allow_insecure: bool = False,
     ) -> None:
         key = api_key or os.environ.get(API_KEY_ENV, "")
         if not key.strip():
@@ -51,9 +54,12 @@ class Client:
                 f"no BlackBox API key: pass Client(api_key=...) or set {API_KEY_ENV}"
             )
         self._api_key = Secret(key.strip())
+        url = base_url_from(base_url)
+        # The key rides in a header; plain http off this machine would expose it.
+        check_transport_security(url, allow_insecure)
         self._http = HttpTransport(
             self._api_key,
-            base_url_from(base_url),
+            url,
             timeout=timeout,
             session=session,
             retry=retry,

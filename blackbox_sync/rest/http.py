@@ -92,6 +92,10 @@ def api_base(base_url: str) -> str:
     return url[: -len(API_PREFIX)] if url.endswith(API_PREFIX) else url
 
 
+# No answer, or one cut off: worth another try when repeating the request is harmless.
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
 class HttpTransport:
     """Sends one REST request, retries it by the :class:`RetryPolicy`, maps errors to exceptions."""
 
@@ -154,7 +158,7 @@ class HttpTransport:
                     headers=headers,
                     timeout=self.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _TRANSIENT as exc:
                 text = redact_text(f"{method} {redact_url(url)}: {exc}", *secrets)
                 if not retryable or attempt > self.retry.max_retries:
                     raise ApiConnectionError(text) from None  # the cause's text holds the raw URL
