@@ -195,11 +195,19 @@ class ToolRunner:
         self._answer(request, result)
 
     def _fail(self, request: ToolRequest, message: str) -> None:
-        if self._answer(request, {"error": message}):
+        if self._claim(request):
+            # Reported before the answer goes out, so on_error has seen it by the time the agent
+            # (and any ask() waiting on the turn) moves on.
             log.warning("tool request %r answered with an error: %s", request.id, message)
             self._report(ToolError(message, request.tool_name, request.id))
+            self._deliver(request, {"error": message})
 
-    def _answer(self, request: ToolRequest, result: Any) -> bool:
+    def _answer(self, request: ToolRequest, result: Any) -> None:
+        if self._claim(request):
+            self._deliver(request, result)
+
+    def _claim(self, request: ToolRequest) -> bool:
+        """Take ``request`` out of the pending set; False if it was already answered."""
         with self._lock:
             if self._pending.pop(request.id, None) is None:
                 return False
@@ -207,9 +215,11 @@ class ToolRunner:
                 self._recent_set.discard(self._recent[0])
             self._recent.append(request.id)
             self._recent_set.add(request.id)
+        return True
+
+    def _deliver(self, request: ToolRequest, result: Any) -> None:
         try:
             self._send(ToolResponse(id=request.id, result=result))
         except BlackBoxError as exc:
             log.warning("could not answer tool request %r: %s", request.id, exc)
         self._answered(request.id)
-        return True

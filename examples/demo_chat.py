@@ -31,7 +31,7 @@ def main() -> None:
         )
 
         @conversation.tool("checkOrderStatus")
-        def check_order_status(orderNumber: str) -> Dict[str, str]:  # noqa: N803 (wire name)
+        def check_order_status(orderNumber: str) -> Dict[str, str]:
             return {"orderNumber": orderNumber, "status": "shipped"}
 
         @conversation.on(bb.ToolRequest)

@@ -29,7 +29,9 @@ def connect(emulator: Emulator) -> Iterator[Callable[..., bb.Conversation]]:
     """Open conversations against the emulator; all are closed when the test ends."""
     opened: List[bb.Conversation] = []
 
-    def open_conversation(agent: Any = None, *, connect: bool = True, **options: Any) -> bb.Conversation:
+    def open_conversation(
+        agent: Any = None, *, connect: bool = True, **options: Any
+    ) -> bb.Conversation:
         if agent is not None:
             emulator.default_agent = agent
         options.setdefault("token", emulator.token)
@@ -49,7 +51,9 @@ def no_thread_left_behind() -> Iterator[None]:
     before = {t.ident for t in threading.enumerate()}
     yield
     leftover = [
-        t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.name.startswith("pytest_timeout")
+        t
+        for t in threading.enumerate()
+        if t.ident not in before and t.is_alive() and not t.name.startswith("pytest_timeout")
     ]
     for thread in leftover:
         thread.join(2.0)
@@ -78,7 +82,9 @@ def emulator_process() -> Iterator[Tuple[str, str]]:
             deadline = time.monotonic() + 15
             line = ""
             while "listening on" not in line:
-                assert selector.select(max(0.0, deadline - time.monotonic())), "emulator did not start"
+                assert selector.select(max(0.0, deadline - time.monotonic())), (
+                    "emulator did not start"
+                )
                 line = proc.stdout.readline()
                 assert line, "emulator exited early"
         match = re.search(r"(http://\S+)", line)

@@ -28,14 +28,26 @@ class TestAsk:
         assert reply.reason is bb.TurnEnd.QUIET
         assert reply.latency is not None
         assert reply.latency < reply.duration
-        kinds = [(m.text, m.partial) for m in reply.messages if isinstance(m, bb.TextMessage) and m.from_assistant]
-        assert kinds == [("um", False), ("It sh", True), ("Got it.", False), ("It ships tomorrow.", False)]
+        kinds = [
+            (m.text, m.partial)
+            for m in reply.messages
+            if isinstance(m, bb.TextMessage) and m.from_assistant
+        ]
+        assert kinds == [
+            ("um", False),
+            ("It sh", True),
+            ("Got it.", False),
+            ("It ships tomorrow.", False),
+        ]
 
     def test_turns_do_not_bleed_into_each_other(self, connect: Connect) -> None:
         conv = connect(ScriptedAgent(default="You said: {user}"))
         assert conv.ask("one", timeout=5).text == "You said: one"
         assert conv.ask("two", timeout=5).text == "You said: two"
-        assert [m.text for m in conv.transcript if m.from_assistant] == ["You said: one", "You said: two"]
+        assert [m.text for m in conv.transcript if m.from_assistant] == [
+            "You said: one",
+            "You said: two",
+        ]
 
     def test_talk_first_greeting(self, connect: Connect) -> None:
         conv = connect(ScriptedAgent(greeting=["Hello!", "How can I help?"], default="Sure."))
@@ -43,7 +55,9 @@ class TestAsk:
         assert greeting.text == "Hello! How can I help?"
         assert conv.ask("hi", timeout=5).text == "Sure."
 
-    def test_ask_sends_a_plain_string_with_null_channel(self, connect: Connect, emulator: Emulator) -> None:
+    def test_ask_sends_a_plain_string_with_null_channel(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
         conv = connect()
         conv.ask("hi", timeout=5)
         (sent,) = client_frames(emulator, "incomingChatMessage")
@@ -74,7 +88,9 @@ class TestAsk:
         assert replies == {f"q{i}": f"You said: q{i}" for i in range(3)}
 
     def test_agent_ending_the_conversation_completes_the_turn(self, connect: Connect) -> None:
-        conv = connect(ScriptedAgent([Rule("bye", "Goodbye!", end_conversation=True)]), quiet_period=30)
+        conv = connect(
+            ScriptedAgent([Rule("bye", "Goodbye!", end_conversation=True)]), quiet_period=30
+        )
         reply = conv.ask("bye", timeout=5)
         assert reply.reason is bb.TurnEnd.CONVERSATION_RESULT
         assert reply.ended
@@ -85,14 +101,23 @@ class TestAsk:
             conv.ask("still there?", timeout=5)
 
     def test_error_frame_raises_server_error(self, connect: Connect) -> None:
-        agent = ScriptedAgent([Rule("boom", raw_frames=[{"type": "error", "data": {"message": "LLM provider failed"}}])])
+        agent = ScriptedAgent(
+            [
+                Rule(
+                    "boom",
+                    raw_frames=[{"type": "error", "data": {"message": "LLM provider failed"}}],
+                )
+            ]
+        )
         conv = connect(agent, quiet_period=30)
         with pytest.raises(bb.ServerError, match="LLM provider failed") as info:
             conv.ask("boom", timeout=5)
         assert not isinstance(info.value, bb.AuthenticationError)
         assert conv.ask("next", timeout=5, quiet_period=0.1).text  # the socket is still open
 
-    def test_dropped_socket_mid_ask_raises_promptly(self, connect: Connect, emulator: Emulator) -> None:
+    def test_dropped_socket_mid_ask_raises_promptly(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
         # The emulator cuts TCP (no close frame) once it has read initialize and the question.
         emulator.drop_next_connection_after(2, direction="client")
         conv = connect(ScriptedAgent([Rule("drop", steps=[])]), quiet_period=30)
@@ -102,18 +127,25 @@ class TestAsk:
             conv.ask("drop", timeout=10)
         assert info.value.code is None
         assert conv.closed
+        conv.close()  # after close() returns, every report has been made
         assert any(isinstance(e, bb.ConnectionClosedError) for e in errors)
 
 
 class TestTools:
     def test_tool_result_reaches_the_agent(self, connect: Connect, emulator: Emulator) -> None:
         agent = ScriptedAgent(
-            [Rule("order", tools=[CallTool("checkOrderStatus", {"orderNumber": "ORD-1"})], reply="It is {result[status]}.")]
+            [
+                Rule(
+                    "order",
+                    tools=[CallTool("checkOrderStatus", {"orderNumber": "ORD-1"})],
+                    reply="It is {result[status]}.",
+                )
+            ]
         )
         conv = connect(agent, connect=False)
 
         @conv.tool("checkOrderStatus")
-        def check(orderNumber: str) -> Dict[str, str]:  # noqa: N803
+        def check(orderNumber: str) -> Dict[str, str]:
             return {"status": f"shipped:{orderNumber}"}
 
         conv.connect(timeout=5)
@@ -128,10 +160,18 @@ class TestTools:
         # Five requests at once; each handler waits for all five to be running together, which
         # only works if the pool runs them in parallel.
         requests = [
-            {"type": "websocketToolRequest", "channelId": None, "content": {"id": f"t{i}", "toolName": "slow", "args": {"n": i}}}
+            {
+                "type": "websocketToolRequest",
+                "channelId": None,
+                "content": {"id": f"t{i}", "toolName": "slow", "args": {"n": i}},
+            }
             for i in range(5)
         ]
-        conv = connect(ScriptedAgent([Rule("go", ["done"], raw_frames=requests)]), connect=False, tool_workers=5)
+        conv = connect(
+            ScriptedAgent([Rule("go", ["done"], raw_frames=requests)]),
+            connect=False,
+            tool_workers=5,
+        )
         together = threading.Barrier(5, timeout=5)
 
         @conv.tool
@@ -157,7 +197,11 @@ class TestTools:
     def test_failing_tools_answer_with_an_error_result(
         self, connect: Connect, emulator: Emulator, tool: str, args: Any, error_words: str
     ) -> None:
-        request = {"type": "websocketToolRequest", "channelId": None, "content": {"id": "t1", "toolName": tool, "args": args}}
+        request = {
+            "type": "websocketToolRequest",
+            "channelId": None,
+            "content": {"id": "t1", "toolName": tool, "args": args},
+        }
         conv = connect(ScriptedAgent([Rule("go", ["ok"], raw_frames=[request])]), connect=False)
         errors: List[bb.BlackBoxError] = []
         conv.on_error(errors.append)
@@ -201,9 +245,17 @@ class TestTools:
         responses = client_frames(emulator, "websocketToolResponse")
         assert len(responses) == 1
 
-    def test_duplicate_tool_request_is_answered_once(self, connect: Connect, emulator: Emulator) -> None:
-        request = {"type": "websocketToolRequest", "channelId": None, "content": {"id": "dup", "toolName": "f", "args": {}}}
-        conv = connect(ScriptedAgent([Rule("go", ["ok"], raw_frames=[request, request])]), connect=False)
+    def test_duplicate_tool_request_is_answered_once(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
+        request = {
+            "type": "websocketToolRequest",
+            "channelId": None,
+            "content": {"id": "dup", "toolName": "f", "args": {}},
+        }
+        conv = connect(
+            ScriptedAgent([Rule("go", ["ok"], raw_frames=[request, request])]), connect=False
+        )
         calls: List[int] = []
         conv.tool("f", lambda: calls.append(1) or "x")
         conv.connect(timeout=5)
@@ -254,7 +306,10 @@ class TestCallbacks:
         conv.connect(timeout=5)
         conv.ask("ping", timeout=5)
         emulator.wait_for_frame("incomingChatMessage", count=2, timeout=5)
-        assert [f["content"] for f in client_frames(emulator, "incomingChatMessage")] == ["ping", "auto"]
+        assert [f["content"] for f in client_frames(emulator, "incomingChatMessage")] == [
+            "ping",
+            "auto",
+        ]
 
     def test_blocking_calls_from_a_callback_raise_usage_error(self, connect: Connect) -> None:
         conv = connect(connect=False)
@@ -284,8 +339,15 @@ class TestCallbacks:
 
 class TestFrames:
     def test_unknown_and_malformed_frames_are_survived_and_reported(self, connect: Connect) -> None:
-        junk = ["{not json", {"type": "brandNewThing", "x": 1}, {"type": "text", "content": {"text": 5}}, b"\x00\x01"]
-        conv = connect(ScriptedAgent([Rule("junk", ["still fine"], raw_frames=junk)]), connect=False)
+        junk = [
+            "{not json",
+            {"type": "brandNewThing", "x": 1},
+            {"type": "text", "content": {"text": 5}},
+            b"\x00\x01",
+        ]
+        conv = connect(
+            ScriptedAgent([Rule("junk", ["still fine"], raw_frames=junk)]), connect=False
+        )
         unknown: List[bb.Message] = []
         conv.on(bb.UnknownMessage, unknown.append)
         conv.connect(timeout=5)
@@ -297,7 +359,9 @@ class TestFrames:
 
 
 class TestLifecycle:
-    def test_terminate_returns_the_conversation_result(self, connect: Connect, emulator: Emulator) -> None:
+    def test_terminate_returns_the_conversation_result(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
         conv = connect()
         assert conv.phase is bb.Phase.READY
         assert conv.record_id
@@ -310,7 +374,9 @@ class TestLifecycle:
         assert client_frames(emulator, "terminate")
 
     def test_context_manager_terminates(self, emulator: Emulator) -> None:
-        with bb.Conversation(token=emulator.token, base_url=emulator.base_url, quiet_period=0.1) as conv:
+        with bb.Conversation(
+            token=emulator.token, base_url=emulator.base_url, quiet_period=0.1
+        ) as conv:
             conv.ask("hi", timeout=5)
         assert conv.result is not None
         assert conv.closed
@@ -331,7 +397,9 @@ class TestLifecycle:
         assert conv.closed
 
     def test_dev_endpoint_with_an_api_key(self, emulator: Emulator) -> None:
-        with bb.Conversation(api_key=emulator.api_key, base_url=emulator.base_url, quiet_period=0.1) as conv:
+        with bb.Conversation(
+            api_key=emulator.api_key, base_url=emulator.base_url, quiet_period=0.1
+        ) as conv:
             assert conv.ask("hi", timeout=5).text
         init = emulator.conversations[-1].client_frames[0]
         assert "devRequest" in init
@@ -347,7 +415,9 @@ class TestLifecycle:
         with pytest.raises(bb.ConnectionClosedError, match="cannot connect"):
             conv.connect(timeout=2)
 
-    def test_threads_return_to_baseline_after_200_cycles(self, emulator_process: Tuple[str, str]) -> None:
+    def test_threads_return_to_baseline_after_200_cycles(
+        self, emulator_process: Tuple[str, str]
+    ) -> None:
         base_url, token = emulator_process
         baseline = threading.active_count()
         for _ in range(200):
@@ -358,7 +428,9 @@ class TestLifecycle:
         assert threading.active_count() == baseline
 
 
-def test_secrets_never_reach_logs_reprs_or_errors(emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_reach_logs_reprs_or_errors(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("DEBUG")
     texts: List[str] = []
     conv = bb.Conversation(token=emulator.token, base_url=emulator.base_url, quiet_period=0.1)

@@ -12,8 +12,14 @@ from blackbox_sync.urls import check_transport_security, websocket_url
     [
         ({"token": "T"}, "wss://blackbox.dasha.ai/api/v1/ws/webCall?token=T"),
         ({"api_key": "K"}, "wss://blackbox.dasha.ai/api/v1/ws/dev?authorization=K"),
-        ({"token": "T", "base_url": "https://blackbox.ru.dasha.ai/"}, "wss://blackbox.ru.dasha.ai/api/v1/ws/webCall?token=T"),
-        ({"token": "T", "base_url": "http://127.0.0.1:8080/prefix"}, "ws://127.0.0.1:8080/prefix/api/v1/ws/webCall?token=T"),
+        (
+            {"token": "T", "base_url": "https://blackbox.ru.dasha.ai/"},
+            "wss://blackbox.ru.dasha.ai/api/v1/ws/webCall?token=T",
+        ),
+        (
+            {"token": "T", "base_url": "http://127.0.0.1:8080/prefix"},
+            "ws://127.0.0.1:8080/prefix/api/v1/ws/webCall?token=T",
+        ),
         ({"token": "T", "url": "wss://x.example/custom?a=1"}, "wss://x.example/custom?a=1&token=T"),
     ],
 )
@@ -52,7 +58,10 @@ def test_conversation_needs_a_credential() -> None:
 def test_redaction() -> None:
     assert redact_url("wss://h/p?token=abc&x=1") == "wss://h/p?token=***&x=1"
     assert redact_url("wss://u:p@h/p?authorization=k") == "wss://***@h/p?authorization=***"
-    assert redact_text("Authorization: Bearer abc.def, key k1", "k1") == "Authorization: Bearer ***, key ***"
+    assert (
+        redact_text("Authorization: Bearer abc.def, key k1", "k1")
+        == "Authorization: Bearer ***, key ***"
+    )
     secret = Secret("abc")
     assert "abc" not in repr(secret) + str(secret)
     assert secret.reveal() == "abc"
