@@ -5,7 +5,9 @@
 ...     print(conv.ask("Where is my order?").text)
 """
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .conversation import Conversation
@@ -46,14 +48,38 @@ from .messages import (
 from .reply import Reply, TurnEnd
 from .state import Phase, TurnRule
 
+if TYPE_CHECKING:
+    from . import webhooks
+    from .rest import ApiConnectionError, Client, RetryPolicy
+
 logging.getLogger("blackbox_sync").addHandler(logging.NullHandler())
 
+# The REST half pulls in requests; it loads on first use so chat-only programs start faster.
+_LAZY = {
+    "Client": "blackbox_sync.rest",
+    "RetryPolicy": "blackbox_sync.rest",
+    "ApiConnectionError": "blackbox_sync.rest",
+    "webhooks": "blackbox_sync.webhooks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blackbox_sync' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if name == "webhooks" else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
 __all__ = [
+    "ApiConnectionError",
     "ApiError",
     "AskTimeout",
     "AuthenticationError",
     "BlackBoxError",
     "CallbackError",
+    "Client",
     "ConflictError",
     "ConnectionClosedError",
     "Conversation",
@@ -70,6 +96,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Reply",
+    "RetryPolicy",
     "SdpAnswer",
     "SdpInvite",
     "ServerError",
@@ -85,4 +112,5 @@ __all__ = [
     "UnknownMessage",
     "UsageError",
     "__version__",
+    "webhooks",
 ]

@@ -14,6 +14,7 @@ AGENT = ScriptedAgent(
         Rule(
             r"(?P<order>ORD-\d+)",
             regex=True,
+            delay=0.4,
             fillers=["um"],
             tools=[CallTool("checkOrderStatus", {"orderNumber": "{match[order]}"})],
             reply=["Thanks for waiting.", "Order {match[order]} is {result[status]}."],
