@@ -54,6 +54,7 @@ class WireClient:
             self._ws.close(timeout=1)
         except (OSError, websocket.WebSocketException):
             pass
+        self._ws.shutdown()  # close() skips this when the server closed first
 
     # --- sending -----------------------------------------------------------------------------
 

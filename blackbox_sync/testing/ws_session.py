@@ -545,6 +545,9 @@ class WsSession:
         async with self._send_lock:
             if self._dropped or self.ws.closed:
                 return False
+            # Filed before the write: whatever a client has received is already in the records
+            # (and a fault armed on seeing a frame counts from after that frame).
+            struck = self.emulator._record_frame(self, "server", payload, data, kind)
             try:
                 if isinstance(payload, bytes):
                     await self.ws.send_bytes(payload)
@@ -553,7 +556,6 @@ class WsSession:
             except (ConnectionError, RuntimeError) as exc:  # the peer went away meanwhile
                 log.debug("connection %d: frame not sent: %s", self.connection_id, exc)
                 return False
-            struck = self.emulator._record_frame(self, "server", payload, data, kind)
         if struck:
             self._struck()
         return True
