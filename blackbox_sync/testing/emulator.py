@@ -112,6 +112,8 @@ class Emulator:
         """Called with a snapshot of each conversation as it ends (in a pool thread)."""
         self.on_reset: List[Callable[[], None]] = []
         """Called after :meth:`reset` cleared the emulator's state (in the caller's thread)."""
+        self.rest: Any = None
+        """The REST routes' state, set by ``rest_api.add_routes`` when the server starts."""
         self._requested_port = port
         self._port: Optional[int] = None
         self._seed = seed
@@ -179,7 +181,7 @@ class Emulator:
         if loop is not None and thread.is_alive():
             try:
                 asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
-            except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            except Exception as exc:  # a timeout or a closed loop: stop the loop all the same
                 log.warning("emulator shutdown incomplete: %r", exc)
             try:
                 loop.call_soon_threadsafe(loop.stop)

@@ -6,7 +6,7 @@ Built on websocket-client, with no threads of its own.
 """
 
 import json
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import websocket
 
@@ -54,7 +54,9 @@ class WireClient:
             self._ws.close(timeout=1)
         except (OSError, websocket.WebSocketException):
             pass
-        self._ws.shutdown()  # close() skips this when the server closed first
+        # close() skips the socket's own close when the server closed first: do it here.
+        shutdown: Callable[[], None] = self._ws.shutdown  # untyped in websocket-client
+        shutdown()
 
     # --- sending -----------------------------------------------------------------------------
 
