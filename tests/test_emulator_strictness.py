@@ -182,6 +182,7 @@ class TestInitialize:
             {"type": "initialize", "channelId": None, "request": {"callType": "video"}},
             {"type": "initialize", "channelId": None, "request": {"callType": 5}},
             {"type": "initialize", "channelId": None, "request": "chat"},
+            {"type": "initialize", "channelId": 1, "request": {"callType": "chat"}},
         ],
     )
     def test_malformed_initialize_closes_1007(self, emu: Emulator, frame: Dict[str, Any]) -> None:
@@ -204,6 +205,13 @@ class TestInitialize:
         record = emu.wait_for_conversation_end()
         assert (record.dev, record.agent_id, record.token) == (True, "agent-7", None)
         assert record.additional_data == {"a": 1}
+
+    def test_dev_request_of_the_wrong_shape_closes_1007(self, emu: Emulator) -> None:
+        with WireClient(emu.ws_url(dev=True)) as client:
+            client.send_message("initialize", devRequest={"callType": ["chat"]})
+            assert client.recv_until_closed() == []
+            assert client.closed is not None
+            assert client.closed.code == 1007
 
     def test_dev_endpoint_drops_an_initialize_with_request(self, emu: Emulator) -> None:
         with WireClient(emu.ws_url(dev=True)) as client:

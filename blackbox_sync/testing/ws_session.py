@@ -374,6 +374,9 @@ class WsSession:
         return refusal
 
     def _read_init(self, data: Dict[str, Any]) -> InitInfo:
+        channel = data.get("channelId")
+        if channel is not None and not isinstance(channel, str):
+            raise _Reject(CLOSE_INVALID_PAYLOAD, "initialize: channelId must be a string or null")
         try:
             message = decode_object(data)
         except ProtocolError as exc:
@@ -401,7 +404,7 @@ class WsSession:
             endpoint = message.request.endpoint
             grant = self.emulator._grant(self.token)
             agent_id = grant.agent_id if grant is not None else None
-        if call_type not in CALL_TYPES:
+        if not isinstance(call_type, str) or call_type not in CALL_TYPES:
             raise _Reject(CLOSE_INVALID_PAYLOAD, f"initialize: unknown callType {call_type!r}")
         return InitInfo(
             call_type, dict(extra or {}), endpoint if isinstance(endpoint, str) else None, agent_id
