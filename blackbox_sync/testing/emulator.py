@@ -109,7 +109,9 @@ class Emulator:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.on_conversation_end: List[EndCallback] = []
-        """Called with a snapshot of each conversation as it ends (in a pool thread)."""
+        """Called with a snapshot of each conversation as it ends, one at a time in the
+        emulator's callback thread, before the client is told; must return promptly (the end of
+        that conversation, and :meth:`stop`, wait for it). A callback that raises is logged."""
         self.on_reset: List[Callable[[], None]] = []
         """Called after :meth:`reset` cleared the emulator's state (in the caller's thread)."""
         self.rest: Any = None
