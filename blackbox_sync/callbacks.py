@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from typing import Any, Callable, List, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Tuple, Type, Union
 
 from .errors import BlackBoxError, CallbackError
 from .messages import Message, UnknownMessage
@@ -28,6 +28,8 @@ class Callbacks:
         self._lock = threading.Lock()
         self._frames: List[Tuple[Key, Callback]] = []
         self._errors: List[ErrorCallback] = []
+        # Who gets a frame depends only on its wire type and class: computed once per pair.
+        self._routes: Dict[Tuple[str, type], Tuple[Callback, ...]] = {}
 
     def add(self, key: Key, callback: Callback) -> None:
         """Call ``callback(message)`` for every frame that ``key`` matches."""
@@ -37,11 +39,13 @@ class Callbacks:
             raise TypeError("a callback must be callable")
         with self._lock:
             self._frames.append((key, callback))
+            self._routes.clear()
 
     def remove(self, key: Key, callback: Callback) -> None:
         """Stop calling ``callback`` for ``key`` (no error if it was not registered)."""
         with self._lock:
             self._frames = [(k, c) for k, c in self._frames if (k, c) != (key, callback)]
+            self._routes.clear()
 
     def add_error(self, callback: ErrorCallback) -> None:
         """Call ``callback(error)`` for every failure the library handled on its own threads."""
@@ -53,12 +57,16 @@ class Callbacks:
     def dispatch(self, message: Message) -> None:
         """Run the matching callbacks in order; one that raises is reported, never fatal."""
         kind = wire_type(message)
-        with self._lock:
-            matching = [
-                c
-                for k, c in self._frames
-                if k in (ANY, kind) or (isinstance(k, type) and isinstance(message, k))
-            ]
+        route = (kind, type(message))
+        matching = self._routes.get(route)
+        if matching is None:
+            with self._lock:
+                matching = tuple(
+                    c
+                    for k, c in self._frames
+                    if k in (ANY, kind) or (isinstance(k, type) and isinstance(message, k))
+                )
+                self._routes[route] = matching
         for callback in matching:
             try:
                 callback(message)

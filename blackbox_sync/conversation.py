@@ -443,6 +443,8 @@ class Conversation:
             self._cond.notify_all()
         if isinstance(message, ToolRequest):
             self._tools.submit(message)
+            if self._connection is not None:
+                self._connection.reschedule()  # the reader must wake for the tool's timeout
         elif isinstance(message, ErrorMessage):
             log.warning("service error: %s", message.message)
             self._report(server_error_for(str(message.message), message.data))

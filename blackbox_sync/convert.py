@@ -14,8 +14,10 @@ Rules, each stated once here:
 """
 
 import re
+import sys
+import typing
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Mapping, NewType, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Mapping, NewType, Optional, Tuple, TypeVar, Union
 
 import attrs
 import cattrs
@@ -25,10 +27,15 @@ T = TypeVar("T")
 KEEP_NONE = "blackbox_sync.keep_none"
 """Field metadata key: write this attribute even when it is ``None``."""
 
+LENIENT = "blackbox_sync.lenient"
+"""Field metadata key: a value of the wrong shape reads as ``None`` instead of failing."""
+
 LooseStr = NewType("LooseStr", str)
 """A ``str`` field that accepts any JSON scalar and keeps its text (for undocumented payloads)."""
 
 _MISSING = object()
+# From 3.11 on, fromisoformat (in C) reads every form the service sends, "Z" included.
+_FAST_ISO = sys.version_info >= (3, 11)
 _CAMEL = re.compile(r"_([a-z0-9])")
 _ISO = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d+))?\s*(Z|z|[+-]\d{2}:?\d{2})?$"
@@ -44,6 +51,13 @@ def parse_timestamp(value: object) -> Optional[datetime]:
     """Read an ISO 8601 timestamp; ``None`` when ``value`` is not one (the raw frame keeps it)."""
     if not isinstance(value, str):
         return None
+    if _FAST_ISO:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     match = _ISO.match(value.strip())
     if match is None:
         return None
@@ -87,7 +101,7 @@ def lookup(obj: Mapping[str, Any], paths: Tuple[Tuple[str, ...], ...]) -> Any:
     for path in paths:
         node: Any = obj
         for key in path:
-            if not isinstance(node, Mapping) or key not in node:
+            if not isinstance(node, dict) or key not in node:  # JSON objects are always dicts
                 break
             node = node[key]
         else:
@@ -125,24 +139,92 @@ def _datetime(value: Any, _: Any) -> datetime:
     return parsed
 
 
+def _field_reader(conv: cattrs.Converter, kind: Any, lenient: bool) -> Callable[[Any], Any]:
+    """A function that structures one field's value: direct checks for the common JSON shapes
+    (frames are decoded on the reader thread's hot path), cattrs for everything else."""
+    if kind is Any:
+        return _identity
+    if lenient:
+        strict = _field_reader(conv, kind, False)
+
+        def lenient_read(value: Any) -> Any:
+            try:
+                return strict(value)
+            except (TypeError, ValueError):
+                return None
+
+        return lenient_read
+    if typing.get_origin(kind) is Union:
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(options) == 1 and len(typing.get_args(kind)) == 2:
+            inner = _field_reader(conv, options[0], False)
+            return lambda value: None if value is None else inner(value)
+    if kind is str:
+        return _exact_str
+    if kind is LooseStr:
+        return lambda value: value if type(value) is str else _loose_str(value, kind)
+    if kind is datetime:
+        return lambda value: _datetime(value, datetime)
+    if typing.get_origin(kind) is dict and typing.get_args(kind) == (str, Any):
+        return _plain_dict
+    return lambda value: conv.structure(value, kind)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _exact_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError(f"expected str, got {type(value).__name__}")
+
+
+def _plain_dict(value: Any) -> Dict[str, Any]:
+    if type(value) is dict:
+        return value
+    raise TypeError(f"expected an object, got {type(value).__name__}")
+
+
+def _path_reader(paths: Tuple[Tuple[str, ...], ...]) -> Callable[[Mapping[str, Any]], Any]:
+    if len(paths) == 1 and len(paths[0]) == 1:
+        key = paths[0][0]
+        return lambda obj: obj.get(key, _MISSING)
+    if len(paths) == 1 and len(paths[0]) == 2:
+        outer, inner = paths[0]
+
+        def read_nested(obj: Mapping[str, Any]) -> Any:
+            node = obj.get(outer)
+            return node.get(inner, _MISSING) if isinstance(node, dict) else _MISSING
+
+        return read_nested
+    return lambda obj: lookup(obj, paths)
+
+
 def _make_attrs_structure(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
-    fields = [(f, wire_paths(cls, f)) for f in attrs.fields(cls) if f.init]
+    plan = [
+        (
+            f.name,
+            _path_reader(wire_paths(cls, f)),
+            _field_reader(conv, f.type, bool(f.metadata.get(LENIENT))),
+        )
+        for f in attrs.fields(cls)
+        if f.init and f.name != "raw"
+    ]
+    wants_raw = any(f.name == "raw" and f.init for f in attrs.fields(cls))
 
     def structure(obj: Any, _: Any) -> Any:
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):
             raise TypeError(f"{cls.__name__}: expected an object, got {type(obj).__name__}")
-        values: Dict[str, Any] = {}
-        for field, paths in fields:
-            if field.name == "raw":
-                values["raw"] = dict(obj)
-                continue
-            value = lookup(obj, paths)
+        values: Dict[str, Any] = {"raw": obj} if wants_raw else {}
+        for name, read, convert in plan:
+            value = read(obj)
             if value is _MISSING:
                 continue
             try:
-                values[field.name] = conv.structure(value, field.type)
+                values[name] = convert(value)
             except Exception as exc:
-                raise ValueError(f"{cls.__name__}.{field.name}: {_short(exc)}") from exc
+                raise ValueError(f"{cls.__name__}.{name}: {_short(exc)}") from exc
         return cls(**values)
 
     return structure

@@ -7,11 +7,19 @@ with the payload kept; :func:`encode` writes a message as the live service expec
 
 import json
 from datetime import datetime
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Type, Union
 
 import attrs
 
-from .convert import KEEP_NONE, LooseStr, converter, format_timestamp, parse_timestamp, utcnow
+from .convert import (
+    KEEP_NONE,
+    LENIENT,
+    LooseStr,
+    converter,
+    format_timestamp,
+    parse_timestamp,
+    utcnow,
+)
 from .errors import ProtocolError
 
 Wire = Mapping[str, Union[str, Tuple[str, ...]]]
@@ -27,8 +35,13 @@ class Message:
     TYPE: ClassVar[str] = ""
     __wire__: ClassVar[Wire] = {}
 
-    timestamp: Optional[datetime] = attrs.field(default=None, kw_only=True)
-    channel_id: Optional[str] = attrs.field(default=None, kw_only=True, metadata={KEEP_NONE: True})
+    # The envelope is never a reason to drop a frame: a bad timestamp or channelId reads as None.
+    timestamp: Optional[datetime] = attrs.field(
+        default=None, kw_only=True, metadata={LENIENT: True}
+    )
+    channel_id: Optional[str] = attrs.field(
+        default=None, kw_only=True, metadata={KEEP_NONE: True, LENIENT: True}
+    )
     raw: Dict[str, Any] = attrs.field(factory=dict, kw_only=True, eq=False, repr=False)
 
 
@@ -281,21 +294,22 @@ def decode_object(frame: Any, payload: Union[str, bytes, None] = None) -> Messag
             type=kind, timestamp=parse_timestamp(frame.get("timestamp")), raw=frame
         )
     try:
-        message = converter.structure(_with_lenient_envelope(frame), cls)
+        message = _structure_hook(cls)(frame, cls)
     except Exception as exc:
         raise ProtocolError(f"malformed {kind!r} frame: {_reason(exc)}", payload) from None
     message.raw = frame
     return message
 
 
-def _with_lenient_envelope(frame: Dict[str, Any]) -> Dict[str, Any]:
-    # The envelope is never a reason to drop a frame: a bad timestamp or channelId reads as None.
-    channel = frame.get("channelId")
-    return {
-        **frame,
-        "timestamp": frame.get("timestamp") if parse_timestamp(frame.get("timestamp")) else None,
-        "channelId": channel if isinstance(channel, str) else None,
-    }
+_HOOKS: Dict[Type[Message], Callable[[Any, Any], Message]] = {}
+
+
+def _structure_hook(cls: Type[Message]) -> Callable[[Any, Any], Message]:
+    # Looked up once per class: cattrs' dispatch per frame is measurable on the reader's hot path.
+    hook = _HOOKS.get(cls)
+    if hook is None:
+        hook = _HOOKS[cls] = converter.get_structure_hook(cls)
+    return hook
 
 
 def _reason(exc: BaseException) -> str:

@@ -358,6 +358,18 @@ class TestFrames:
         assert {e.payload for e in protocol_errors} >= {"{not json", b"\x00\x01"}
 
 
+    def test_a_large_reply_arrives_whole(self, connect: Connect) -> None:
+        big = "x" * 300_000 + "é"
+        conv = connect(ScriptedAgent([Rule("big", [big, "after"])]))
+        assert conv.ask("big", timeout=10).texts == [big, "after"]
+
+    def test_a_message_over_the_size_limit_closes_with_1009(self, connect: Connect) -> None:
+        conv = connect(ScriptedAgent([Rule("big", ["x" * 5000])]), max_message_size=4096)
+        with pytest.raises(bb.ConnectionClosedError, match="larger than 4096") as info:
+            conv.ask("big", timeout=10)
+        assert info.value.code == 1009
+
+
 class TestLifecycle:
     def test_terminate_returns_the_conversation_result(
         self, connect: Connect, emulator: Emulator
