@@ -28,6 +28,7 @@ class Callbacks:
         self._lock = threading.Lock()
         self._frames: List[Tuple[Key, Callback]] = []
         self._errors: List[ErrorCallback] = []
+        self._hooks: Dict[str, List[Callable[..., Any]]] = {}
         # Who gets a frame depends only on its wire type and class: computed once per pair.
         self._routes: Dict[Tuple[str, type], Tuple[Callback, ...]] = {}
 
@@ -75,6 +76,31 @@ class Callbacks:
                 log.exception("callback %s raised on a %r frame", name, kind)
                 error = CallbackError(
                     f"callback {name} raised {type(exc).__name__}: {exc}", callback
+                )
+                error.__cause__ = exc
+                self.report(error)
+
+    def add_hook(self, name: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback(*args)`` whenever hook ``name`` fires (see :meth:`fire`)."""
+        if not callable(callback):
+            raise TypeError("a callback must be callable")
+        with self._lock:
+            self._hooks.setdefault(name, []).append(callback)
+
+    def has_hook(self, name: str) -> bool:
+        """True when hook ``name`` has callbacks (lets hot paths skip building arguments)."""
+        return bool(self._hooks.get(name))
+
+    def fire(self, name: str, *args: Any) -> None:
+        """Run hook ``name``'s callbacks; one that raises is reported, never fatal."""
+        for callback in tuple(self._hooks.get(name, ())):
+            try:
+                callback(*args)
+            except Exception as exc:
+                label = getattr(callback, "__qualname__", repr(callback))
+                log.exception("%s hook %s raised", name, label)
+                error = CallbackError(
+                    f"{name} hook {label} raised {type(exc).__name__}: {exc}", callback
                 )
                 error.__cause__ = exc
                 self.report(error)

@@ -207,6 +207,23 @@ class Conversation:
         self._callbacks.add_error(callback)
         return callback
 
+    def on_close(self, callback: Callable[[Optional[int], str], Any]) -> Callable[..., Any]:
+        """Call ``callback(code, reason)`` once, on the reader thread, when the socket has closed
+        (``code`` is ``None`` when it dropped without a close frame). Decorator too."""
+        self._callbacks.add_hook("close", callback)
+        return callback
+
+    def on_frame_sent(self, callback: Callable[[str], Any]) -> Callable[..., Any]:
+        """Call ``callback(text)`` with every frame this client sent (for metrics)."""
+        self._callbacks.add_hook("frame_sent", callback)
+        return callback
+
+    def on_frame_received(self, callback: Callable[[Union[str, bytes]], Any]) -> Callable[..., Any]:
+        """Call ``callback(payload)`` on the reader thread with every frame as it arrived, before
+        it is decoded (for metrics and wire logs)."""
+        self._callbacks.add_hook("frame_received", callback)
+        return callback
+
     @overload
     def tool(self, name: F) -> F: ...
 
@@ -425,11 +442,15 @@ class Conversation:
         text = encode(message)
         connection.send_text(text)
         self._log_frame("→", text)
+        if self._callbacks.has_hook("frame_sent"):
+            self._callbacks.fire("frame_sent", text)
         with self._cond:
             self._state.sent(message)
 
     def _on_message(self, payload: Union[str, bytes]) -> None:
         now = time.monotonic()
+        if self._callbacks.has_hook("frame_received"):
+            self._callbacks.fire("frame_received", payload)
         try:
             message = decode(payload)
         except BlackBoxError as exc:
@@ -461,6 +482,7 @@ class Conversation:
                 error if isinstance(error, BlackBoxError) else ConnectionClosedError(str(error))
             )
         self._tools.shutdown(self.close_timeout)
+        self._callbacks.fire("close", code, reason)
 
     def _tool_answered(self, request_id: str) -> None:
         with self._cond:

@@ -336,6 +336,32 @@ class TestCallbacks:
         conv.close()
         assert conv.closed
 
+    def test_frame_and_close_hooks(self, connect: Connect) -> None:
+        conv = connect(connect=False)
+        sent: List[str] = []
+        received: List[object] = []
+        closes: List[object] = []
+        conv.on_frame_sent(sent.append)
+        conv.on_frame_received(received.append)
+        conv.on_close(lambda code, reason: closes.append(code))
+        conv.connect(timeout=5)
+        conv.ask("hi", timeout=5)
+        conv.terminate(timeout=5)
+        assert [json.loads(t)["type"] for t in sent] == [
+            "initialize",
+            "incomingChatMessage",
+            "terminate",
+        ]
+        assert json.loads(str(received[0]))["name"] == "connection"
+        assert len(received) == len(
+            [
+                m
+                for m in conv.history
+                if not isinstance(m, (bb.Initialize, bb.IncomingChatMessage, bb.Terminate))
+            ]
+        )
+        assert closes == [1000]
+
 
 class TestFrames:
     def test_unknown_and_malformed_frames_are_survived_and_reported(self, connect: Connect) -> None:
@@ -356,7 +382,6 @@ class TestFrames:
         protocol_errors = [e for e in conv.errors if isinstance(e, bb.ProtocolError)]
         assert len(protocol_errors) == 3
         assert {e.payload for e in protocol_errors} >= {"{not json", b"\x00\x01"}
-
 
     def test_a_large_reply_arrives_whole(self, connect: Connect) -> None:
         big = "x" * 300_000 + "é"
