@@ -35,6 +35,7 @@ from .messages import (
     Initialize,
     InitRequest,
     Message,
+    Reconnected,
     SdpAnswer,
     SdpInvite,
     Terminate,
@@ -45,6 +46,7 @@ from .messages import (
     ToolResponse,
     UnknownMessage,
 )
+from .reconnect import ReconnectPolicy
 from .reply import Reply, TurnEnd
 from .state import Phase, TurnRule
 
@@ -96,6 +98,8 @@ __all__ = [
     "Phase",
     "ProtocolError",
     "RateLimitError",
+    "ReconnectPolicy",
+    "Reconnected",
     "Reply",
     "RetryPolicy",
     "SdpAnswer",

@@ -122,6 +122,12 @@ class Connection:
         """True once the reader thread has finished."""
         return self._finished.is_set()
 
+    @staticmethod
+    def running_reader() -> "Optional[Connection]":
+        """The connection whose reader thread is the calling thread, if any (callback detection)."""
+        connection: Optional[Connection] = getattr(_reader_local, "connection", None)
+        return connection
+
     @property
     def on_reader_thread(self) -> bool:
         """True when called from this connection's reader thread (a callback)."""
@@ -175,6 +181,7 @@ class Connection:
     # --- reader thread ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        _reader_local.connection = self
         code: Optional[int] = None
         reason = ""
         error: Optional[BaseException] = None
@@ -382,6 +389,7 @@ class _ReadAhead:
 
 
 _NEVER = float("inf")
+_reader_local = threading.local()
 # How stale the socket's read timeout may get while frames keep arriving, in seconds.
 _RETIME = 0.05
 _OPCODES = (

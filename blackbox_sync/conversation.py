@@ -5,6 +5,7 @@ conversation (decodes frames, updates the state, runs callbacks in arrival order
 for tool handlers, created on the first tool request. ``close()`` joins all of them.
 """
 
+import functools
 import json
 import logging
 import threading
@@ -18,6 +19,7 @@ from .errors import (
     BlackBoxError,
     ConnectionClosedError,
     OperationTimeout,
+    ServerError,
     UsageError,
     server_error_for,
 )
@@ -28,12 +30,14 @@ from .messages import (
     Initialize,
     InitRequest,
     Message,
+    Reconnected,
     Terminate,
     TextMessage,
     ToolRequest,
     decode,
     encode,
 )
+from .reconnect import ReconnectPolicy
 from .redact import Secret, redact_text
 from .reply import Reply, TurnEnd
 from .state import ConversationState, Phase, TurnRule
@@ -82,6 +86,9 @@ class Conversation:
         ping_interval: Optional[float] = 20.0,
         ping_timeout: float = 10.0,
         max_message_size: int = 8 * 1024 * 1024,
+        max_frame_bytes: int = 64 * 1024,
+        max_pending_tools: int = 64,
+        reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
         allow_insecure: bool = False,
     ) -> None:
@@ -104,7 +111,13 @@ class Conversation:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
+        self.max_frame_bytes = max_frame_bytes
+        self.reconnect = reconnect
         self.sslopt = sslopt
+        try:
+            self._check_frame_size(self._initialize_message(), "additional_data")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"additional_data must be JSON data: {exc}") from None
         self.errors: List[BlackBoxError] = []
         """Failures handled on the library's threads (callbacks, tools, frames), oldest first."""
 
@@ -112,7 +125,10 @@ class Conversation:
         self._ask_lock = threading.Lock()
         self._state = ConversationState(rule=self.turn_rule)
         self._connection: Optional[Connection] = None
+        self._connections: List[Connection] = []
+        """Every connection opened, so close() can join all their threads."""
         self._closing = False
+        self._stop = threading.Event()
         self._callbacks = Callbacks()
         self._tools = ToolRunner(
             send=self._send_message,
@@ -120,6 +136,7 @@ class Conversation:
             report=self._report,
             workers=tool_workers,
             timeout=tool_timeout,
+            max_pending=max_pending_tools,
         )
 
     # --- information -----------------------------------------------------------------------------
@@ -255,46 +272,65 @@ class Conversation:
     def connect(self, timeout: Optional[float] = None) -> "Conversation":
         """Open the socket, send ``initialize`` and wait for the ``connection`` event."""
         self._not_from_callback("connect")
-        timeout = self.connect_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
         with self._cond:
             if self._connection is not None or self._closing:
                 raise UsageError(
                     "connect() was already called; a new conversation needs a new object"
                 )
-            self._connection = Connection(
-                self._url.reveal(),
-                on_message=self._on_message,
-                on_close=self._on_closed,
-                on_tick=self._tools.expire,
-                headers=self.headers,
-                origin=self.origin,
-                sslopt=self.sslopt,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                max_message_size=self.max_message_size,
-                secrets=self._secrets(),
-            )
+            self._connection = self._new_connection(self._state)
+        try:
+            self._establish(self._connection, self._state, timeout)
+        except BlackBoxError:
+            self.close()
+            raise
+        return self
+
+    def _new_connection(self, state: ConversationState) -> Connection:
+        connection = Connection(
+            self._url.reveal(),
+            on_message=functools.partial(self._on_message, state),
+            on_close=functools.partial(self._on_closed, state),
+            on_tick=self._tools.expire,
+            headers=self.headers,
+            origin=self.origin,
+            sslopt=self.sslopt,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            secrets=self._secrets(),
+        )
+        with self._cond:
+            self._connections.append(connection)
+        return connection
+
+    def _establish(
+        self, connection: Connection, state: ConversationState, timeout: Optional[float]
+    ) -> None:
+        """Open ``connection``, initialize, wait until ``state`` is ready; on failure close and
+        raise the most telling error."""
+        timeout = self.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         log.info("connecting to %s", self.url)
         try:
-            self._connection.open(timeout)
-            self._send_message(self._initialize_message())
+            connection.open(timeout)
+            self._send_on(connection, state, self._initialize_message())
         except ConnectionClosedError:
             # An `error` frame may still sit unread before the close: let the reader get to it.
-            self._connection.wait_closed(self.close_timeout)
-            self._raise_if_failed()
+            connection.wait_closed(self.close_timeout)
+            self._raise_if_failed(state)
             raise
         with self._cond:
-            while self._state.phase is Phase.CONNECTING and not self._state.error:
+            while state.phase is Phase.CONNECTING and not state.error and not self._closing:
                 if not self._wait(deadline):
                     break
-            ready = self._state.phase is Phase.READY
+            ready = state.phase is Phase.READY and not self._closing
         if not ready:
-            self.close()
-            self._raise_if_failed()
+            connection.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+            self._raise_if_failed(state)
+            if self._closing:
+                raise ConnectionClosedError("the conversation was closed while connecting")
             raise OperationTimeout(f"no 'connection' event within {timeout:g} s")
-        log.info("conversation %s ready", self.record_id)
-        return self
+        log.info("conversation %s ready", state.record_id)
 
     def close(self) -> None:
         """Close the socket and stop the reader and tool threads. Idempotent; safe from callbacks.
@@ -304,10 +340,18 @@ class Conversation:
         """
         with self._cond:
             self._closing = True
-            connection = self._connection
-        if connection is None:
+            self._stop.set()
+            self._cond.notify_all()
+            current = self._connection
+            connections = list(self._connections)
+        if current is None:
             return
-        connection.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+        deadline = time.monotonic() + 2 * self.close_timeout
+        current.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+        for connection in connections:  # a reconnect may have left an older reader finishing
+            if connection is not current:
+                remaining = max(0.0, deadline - time.monotonic())
+                connection.close(timeout=min(remaining, self.close_timeout), join_timeout=remaining)
 
     def terminate(self, timeout: float = 10.0) -> Optional[ConversationResult]:
         """End the conversation: send ``terminate``, wait for ``conversationResult``, close.
@@ -319,17 +363,18 @@ class Conversation:
         if self._connection is None:
             raise UsageError("terminate() before connect()")
         with self._cond:
-            done = self._state.phase is Phase.ENDED
+            state = self._state
+            done = state.phase is Phase.ENDED
         if not done:
             try:
                 self._send_message(Terminate())
             except ConnectionClosedError:
                 pass
             with self._cond:
-                while not (self._state.ended_normally or self._state.socket_closed):
+                while not (state.ended_normally or state.socket_closed):
                     if not self._wait(deadline):
                         break
-                done = self._state.ended_normally or self._state.socket_closed
+                done = state.ended_normally or state.socket_closed
         self.close()
         if not done:
             raise OperationTimeout(f"no conversationResult within {timeout:g} s of terminate")
@@ -383,34 +428,39 @@ class Conversation:
             raise AskTimeout(f"another ask() on this conversation held it for {timeout:g} s")
         try:
             self._require_live()
+            with self._cond:
+                # A reconnect swaps in a new state: this turn belongs to the one it started on.
+                state = self._state
+                if text is not None:
+                    state.begin_turn(time.monotonic())
             if text is not None:
-                with self._cond:
-                    self._state.begin_turn(time.monotonic())
                 self._send_message(IncomingChatMessage(text))
-            return self._await_turn(deadline, timeout, quiet)
+            return self._await_turn(state, deadline, timeout, quiet)
         finally:
             self._ask_lock.release()
 
-    def _await_turn(self, deadline: float, timeout: float, quiet: Optional[float]) -> Reply:
+    def _await_turn(
+        self, state: ConversationState, deadline: float, timeout: float, quiet: Optional[float]
+    ) -> Reply:
         with self._cond:
             while True:
                 now = time.monotonic()
-                end = self._state.turn_end(now, quiet)
+                end = state.turn_end(now, quiet)
                 if end is not None:
                     break
                 if now >= deadline:
                     raise AskTimeout(
                         f"the agent's turn was not complete within {timeout:g} s",
-                        self._state.reply(now, TurnEnd.QUIET),
+                        state.reply(now, TurnEnd.QUIET),
                     )
-                wake = self._state.wake_at(quiet)
+                wake = state.wake_at(quiet)
                 self._cond.wait(
                     max(0.0, min(deadline, wake if wake is not None else deadline) - now)
                 )
-            reply = self._state.reply(now, end)
-            error = self._state.error
-            self._state.begin_turn(now)
-            code, reason = self._state.close_code, self._state.close_reason
+            reply = state.reply(now, end)
+            error = state.error
+            state.begin_turn(now)
+            code, reason = state.close_code, state.close_reason
         if end is TurnEnd.ERROR:
             raise server_error_for(
                 str(error.message) if error else "error", error.data if error else None
@@ -436,18 +486,32 @@ class Conversation:
         return Initialize(InitRequest(self.call_type, self.additional_data or None, self.endpoint))
 
     def _send_message(self, message: Message) -> None:
-        connection = self._connection
+        with self._cond:
+            connection, state = self._connection, self._state
         if connection is None:
             raise UsageError("not connected: call connect() first")
+        self._send_on(connection, state, message)
+
+    def _send_on(self, connection: Connection, state: ConversationState, message: Message) -> None:
         text = encode(message)
+        self._check_frame_size(message, type(message).__name__, text)
         connection.send_text(text)
         self._log_frame("→", text)
         if self._callbacks.has_hook("frame_sent"):
             self._callbacks.fire("frame_sent", text)
         with self._cond:
-            self._state.sent(message)
+            state.sent(message)
 
-    def _on_message(self, payload: Union[str, bytes]) -> None:
+    def _check_frame_size(self, message: Message, what: str, text: Optional[str] = None) -> None:
+        # The service answers an oversized frame with "Too large message" and ends the
+        # conversation; better to refuse it here, with the numbers, before anything is lost.
+        size = len((text if text is not None else encode(message)).encode("utf-8"))
+        if size > self.max_frame_bytes:
+            raise UsageError(
+                f"{what} makes a {size}-byte frame, over max_frame_bytes={self.max_frame_bytes}"
+            )
+
+    def _on_message(self, state: ConversationState, payload: Union[str, bytes]) -> None:
         now = time.monotonic()
         if self._callbacks.has_hook("frame_received"):
             self._callbacks.fire("frame_received", payload)
@@ -460,29 +524,77 @@ class Conversation:
         if log.isEnabledFor(logging.DEBUG):
             self._log_frame("←", json.dumps(message.raw, ensure_ascii=False))
         with self._cond:
-            self._state.receive(message, now)
+            state.receive(message, now)
             self._cond.notify_all()
+            connection = self._connection
         if isinstance(message, ToolRequest):
             self._tools.submit(message)
-            if self._connection is not None:
-                self._connection.reschedule()  # the reader must wake for the tool's timeout
+            if connection is not None:
+                connection.reschedule()  # the reader must wake for the tool's timeout
         elif isinstance(message, ErrorMessage):
             log.warning("service error: %s", message.message)
             self._report(server_error_for(str(message.message), message.data))
         self._callbacks.dispatch(message)
 
-    def _on_closed(self, code: Optional[int], reason: str, error: Optional[BaseException]) -> None:
+    def _on_closed(
+        self,
+        state: ConversationState,
+        code: Optional[int],
+        reason: str,
+        error: Optional[BaseException],
+    ) -> None:
         with self._cond:
-            self._state.closed(code, reason)
-            normal = self._state.ended_normally or self._closing
+            was_ready = state.phase is Phase.READY
+            state.closed(code, reason)
+            normal = state.ended_normally or self._closing
+            current = state is self._state
             self._cond.notify_all()
         if error is not None and not normal:
             log.warning("connection closed: %s", error)
             self._report(
                 error if isinstance(error, BlackBoxError) else ConnectionClosedError(str(error))
             )
+        if not current:
+            return  # a reconnect attempt that failed: its caller reports it
         self._tools.shutdown(self.close_timeout)
         self._callbacks.fire("close", code, reason)
+        if self.reconnect is not None and was_ready and not normal:
+            self._reconnect(self.reconnect, state)
+
+    def _reconnect(self, policy: ReconnectPolicy, lost: ConversationState) -> None:
+        """Runs on the lost connection's reader thread, which ends when this returns."""
+        for attempt in range(1, policy.max_attempts + 1):
+            if self._stop.wait(policy.delay(attempt)):
+                return
+            log.info("reconnecting (attempt %d of %d)", attempt, policy.max_attempts)
+            state = ConversationState(rule=self.turn_rule)
+            connection = self._new_connection(state)
+            self._tools.restart()
+            try:
+                self._establish(connection, state, self.connect_timeout)
+            except BlackBoxError as exc:
+                if not isinstance(exc, ServerError):  # error frames were reported on arrival
+                    self._report(exc)
+                continue
+            with self._cond:
+                if self._closing:
+                    break
+                self._state, self._connection = state, connection
+                self._cond.notify_all()
+            event = Reconnected(
+                attempt=attempt, previous_record_id=lost.record_id, record_id=state.record_id
+            )
+            log.warning(
+                "connection lost; opened a new conversation %s (the old one is gone)",
+                state.record_id,
+            )
+            self._callbacks.dispatch(event)
+            return
+        else:
+            self._report(
+                ConnectionClosedError(f"gave up reconnecting after {policy.max_attempts} attempts")
+            )
+        self._tools.shutdown(0.0)
 
     def _tool_answered(self, request_id: str) -> None:
         with self._cond:
@@ -514,14 +626,15 @@ class Conversation:
                     "the conversation is over", self._state.close_code, self._state.close_reason
                 )
 
-    def _raise_if_failed(self) -> None:
+    def _raise_if_failed(self, state: ConversationState) -> None:
         with self._cond:
-            error = self._state.error
+            error = state.error
         if error is not None:
             raise server_error_for(str(error.message), error.data)
 
     def _not_from_callback(self, what: str) -> None:
-        if self._connection is not None and self._connection.on_reader_thread:
+        reader = Connection.running_reader()
+        if reader is not None and reader in self._connections:
             raise UsageError(
                 f"{what}() cannot be called from a callback: it would wait for its own thread; "
                 "use send() there, or hand the work to another thread"

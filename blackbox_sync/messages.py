@@ -33,6 +33,8 @@ class Message:
     """Fields every frame has. ``raw`` is the decoded JSON object as it arrived."""
 
     TYPE: ClassVar[str] = ""
+    LOCAL: ClassVar[bool] = False
+    """True for events the library makes itself; they are never sent or decoded."""
     __wire__: ClassVar[Wire] = {}
 
     # The envelope is never a reason to drop a frame: a bad timestamp or channelId reads as None.
@@ -242,6 +244,19 @@ class ErrorMessage(Message):
 
 
 @attrs.define
+class Reconnected(Message):
+    """A local event, never on the wire: the connection dropped and the reconnect policy opened
+    a NEW conversation (``record_id``); nothing of the old one (``previous_record_id``) carries
+    over. Subscribe with ``conv.on("reconnected", fn)`` or ``conv.on(Reconnected, fn)``."""
+
+    TYPE = "reconnected"
+    LOCAL = True
+    attempt: int = 1
+    previous_record_id: Optional[str] = None
+    record_id: Optional[str] = None
+
+
+@attrs.define
 class UnknownMessage(Message):
     """A frame whose ``type`` this version does not know; delivered with its raw dict."""
 
@@ -319,7 +334,7 @@ def _reason(exc: BaseException) -> str:
 
 def to_wire(message: Message) -> Dict[str, Any]:
     """The JSON object for ``message``, with its ``type``, a timestamp and ``channelId``."""
-    if not message.TYPE:
+    if not message.TYPE or message.LOCAL:
         raise TypeError(f"{type(message).__name__} cannot be sent; send its raw dict instead")
     body: Dict[str, Any] = converter.unstructure(message)
     body["timestamp"] = format_timestamp(message.timestamp or utcnow())

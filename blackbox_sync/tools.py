@@ -62,6 +62,7 @@ class ToolRunner:
         report: Callable[[BlackBoxError], None],
         workers: int = 4,
         timeout: Optional[float] = 30.0,
+        max_pending: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
@@ -71,6 +72,7 @@ class ToolRunner:
         self._report = report
         self._workers = workers
         self.timeout = timeout
+        self.max_pending = max_pending
         self._clock = clock
         self._handlers: Dict[str, ToolHandler] = {}
         self._lock = threading.Lock()
@@ -108,6 +110,11 @@ class ToolRunner:
                 return
             deadline = None if self.timeout is None else self._clock() + self.timeout
             self._pending[request.id] = (request, deadline)
+            crowded = len(self._pending) > self.max_pending
+        if crowded:
+            # A flood of requests must not queue up without bound behind the pool.
+            self._fail(request, f"more than {self.max_pending} tool requests in flight")
+            return
         handler = self._handlers.get(request.tool_name)
         if handler is None:
             self._fail(request, f"no handler for tool {request.tool_name!r} on this client")
@@ -153,6 +160,12 @@ class ToolRunner:
             return len(self._pending)
 
     # --- shutdown --------------------------------------------------------------------------------
+
+    def restart(self) -> None:
+        """Take work again after :meth:`shutdown` (a reconnected conversation keeps its tools)."""
+        with self._lock:
+            self._closed = False
+            self._pending.clear()
 
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait up to ``timeout`` seconds for running handlers.

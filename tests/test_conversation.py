@@ -245,6 +245,40 @@ class TestTools:
         responses = client_frames(emulator, "websocketToolResponse")
         assert len(responses) == 1
 
+    def test_a_flood_of_tool_requests_is_bounded(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
+        requests = [
+            {
+                "type": "websocketToolRequest",
+                "channelId": None,
+                "content": {"id": f"t{i}", "toolName": "wait", "args": {}},
+            }
+            for i in range(6)
+        ]
+        conv = connect(
+            ScriptedAgent([Rule("go", ["ok"], raw_frames=requests)]),
+            connect=False,
+            max_pending_tools=2,
+            tool_workers=2,
+        )
+        release = threading.Event()
+
+        @conv.tool
+        def wait() -> str:
+            release.wait(5)
+            return "done"
+
+        conv.connect(timeout=5)
+        conv.send("go")
+        emulator.wait_for_frame("websocketToolResponse", count=4, timeout=5)  # refused at once
+        release.set()
+        emulator.wait_for_frame("websocketToolResponse", count=6, timeout=5)
+        results = [f["content"]["result"] for f in client_frames(emulator, "websocketToolResponse")]
+        assert len(results) == 6
+        assert results.count("done") == 2
+        assert all("in flight" in r["error"] for r in results if r != "done")
+
     def test_duplicate_tool_request_is_answered_once(
         self, connect: Connect, emulator: Emulator
     ) -> None:
@@ -426,6 +460,22 @@ class TestLifecycle:
             conv.send("hi")
         with pytest.raises(bb.UsageError):
             conv.connect()
+
+    def test_oversized_frames_are_refused_before_sending(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
+        with pytest.raises(bb.UsageError, match="additional_data makes a"):
+            bb.Conversation(
+                token="t", base_url=emulator.base_url, additional_data={"blob": "x" * 70_000}
+            )
+        with pytest.raises(bb.UsageError, match="JSON"):
+            bb.Conversation(
+                token="t", base_url=emulator.base_url, additional_data={"when": object()}
+            )
+        conv = connect(max_frame_bytes=2000)
+        with pytest.raises(bb.UsageError, match="max_frame_bytes=2000"):
+            conv.ask("y" * 3000, timeout=5)
+        assert conv.ask("short", timeout=5).text
 
     def test_wrong_token_raises_authentication_error(self, emulator: Emulator) -> None:
         conv = bb.Conversation(token="wrong-token", base_url=emulator.base_url)
