@@ -47,7 +47,7 @@ from .messages import (
     UnknownMessage,
 )
 from .reconnect import ReconnectPolicy
-from .reply import Reply, TurnEnd
+from .reply import Reply, Transcript, TurnEnd
 from .state import Phase, TurnRule
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ __all__ = [
     "ToolError",
     "ToolRequest",
     "ToolResponse",
+    "Transcript",
     "TurnEnd",
     "TurnRule",
     "UnknownMessage",

@@ -39,7 +39,7 @@ from .messages import (
 )
 from .reconnect import ReconnectPolicy
 from .redact import Secret, redact_text
-from .reply import Reply, TurnEnd
+from .reply import Reply, Transcript, TurnEnd
 from .state import ConversationState, Phase, TurnRule
 from .tools import ToolHandler, ToolRunner
 from .urls import check_transport_security, websocket_url
@@ -171,10 +171,12 @@ class Conversation:
             return list(self._state.history)
 
     @property
-    def transcript(self) -> List[TextMessage]:
+    def transcript(self) -> Transcript:
         """The final texts the service sent (the agent's, and its echo of the user's)."""
         with self._cond:
-            return [m for m in self._state.history if isinstance(m, TextMessage) and not m.partial]
+            return Transcript(
+                m for m in self._state.history if isinstance(m, TextMessage) and not m.partial
+            )
 
     @property
     def close_code(self) -> Optional[int]:
@@ -190,6 +192,17 @@ class Conversation:
 
     def __repr__(self) -> str:
         return f"<Conversation {self.call_type} {self.phase} {self.url}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from .display import transcript_html
+
+        head = (
+            f"<div><b>Conversation</b> {escape(self.call_type)} · {self.phase} · "
+            f"{escape(self.url)}</div>"
+        )
+        return head + transcript_html(self.history, self.turn_rule.fillers)
 
     # --- registration ----------------------------------------------------------------------------
 

@@ -46,6 +46,11 @@ class Message:
     )
     raw: Dict[str, Any] = attrs.field(factory=dict, kw_only=True, eq=False, repr=False)
 
+    def _repr_html_(self) -> str:
+        from .display import message_html
+
+        return message_html(self)
+
 
 # --- client → server -------------------------------------------------------------------------
 
@@ -226,6 +231,11 @@ class ConversationResult(Message):
     error_message: Optional[LooseStr] = None
     summary: Any = None
     result: Any = None
+
+    def _repr_html_(self) -> str:
+        from .display import result_html
+
+        return result_html(self)
 
 
 @attrs.define

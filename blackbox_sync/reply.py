@@ -55,12 +55,15 @@ class Reply:
         return self.text
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from .display import reply_html
 
-        rows = "".join(
-            f"<li>{escape(m.text)}</li>"
-            for m in self.messages
-            if isinstance(m, TextMessage) and m.from_assistant and not m.partial
-        )
-        latency = "" if self.latency is None else f", first text after {self.latency * 1000:.0f} ms"
-        return f"<div><b>Agent</b> ({escape(str(self.reason))}{latency})<ul>{rows}</ul></div>"
+        return reply_html(self)
+
+
+class Transcript(List[TextMessage]):
+    """A list of texts that renders as a two-column table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        from .display import transcript_html
+
+        return transcript_html(self)

@@ -286,3 +286,14 @@ def test_known_types_with_junk_payloads(
     except bb.ProtocolError:
         return
     assert message.raw == obj
+
+
+def test_notebook_rendering_is_escaped() -> None:
+    evil = "<script>alert(1)</script>"
+    for html in [
+        bb.TextMessage(source="assistant", text=evil)._repr_html_(),
+        bb.ConversationResult(status=evil)._repr_html_(),
+        bb.Transcript([bb.TextMessage(source="user", text=evil)])._repr_html_(),
+    ]:
+        assert "&lt;script&gt;" in html
+        assert evil not in html
