@@ -69,16 +69,7 @@ class Callbacks:
                 )
                 self._routes[route] = matching
         for callback in matching:
-            try:
-                callback(message)
-            except Exception as exc:
-                name = getattr(callback, "__qualname__", repr(callback))
-                log.exception("callback %s raised on a %r frame", name, kind)
-                error = CallbackError(
-                    f"callback {name} raised {type(exc).__name__}: {exc}", callback
-                )
-                error.__cause__ = exc
-                self.report(error)
+            self._run(callback, f"callback on a {kind!r} frame", message)
 
     def add_hook(self, name: str, callback: Callable[..., Any]) -> None:
         """Call ``callback(*args)`` whenever hook ``name`` fires (see :meth:`fire`)."""
@@ -94,16 +85,17 @@ class Callbacks:
     def fire(self, name: str, *args: Any) -> None:
         """Run hook ``name``'s callbacks; one that raises is reported, never fatal."""
         for callback in tuple(self._hooks.get(name, ())):
-            try:
-                callback(*args)
-            except Exception as exc:
-                label = getattr(callback, "__qualname__", repr(callback))
-                log.exception("%s hook %s raised", name, label)
-                error = CallbackError(
-                    f"{name} hook {label} raised {type(exc).__name__}: {exc}", callback
-                )
-                error.__cause__ = exc
-                self.report(error)
+            self._run(callback, f"{name} hook", *args)
+
+    def _run(self, callback: Callable[..., Any], role: str, *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:
+            label = getattr(callback, "__qualname__", repr(callback))
+            log.exception("%s %s raised", role, label)
+            error = CallbackError(f"{role} {label} raised {type(exc).__name__}: {exc}", callback)
+            error.__cause__ = exc
+            self.report(error)
 
     def report(self, error: BlackBoxError) -> None:
         """Hand ``error`` to the error callbacks; one that raises is logged and skipped."""
