@@ -60,7 +60,8 @@ from blackbox_sync.redact import redact_url
 
 from . import auth, rest_api
 from .agent import Agent, ScriptedAgent
-from .faults import ConnectionFault, DropAfter
+from .fault_engine import ArmedFault, FaultEngine
+from .faults import ConnectionFault, DropAfter, Fault, FaultFiring
 from .options import EmulatorOptions
 from .records import FAILED, ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
 from .ws_session import CLOSE_GOING_AWAY, InitInfo, WsSession
@@ -85,7 +86,8 @@ class Emulator:
 
     ``agent`` answers every conversation whose token (or ``devRequest.agentId``) names no agent
     in ``agents``. ``token`` and ``api_key`` default to fresh random values; ``seed`` makes the
-    conversation ids repeatable. See the module docstring for the thread model.
+    conversation ids and the faults' chances and delays repeatable. See the module docstring
+    for the thread model.
     """
 
     def __init__(
@@ -119,6 +121,8 @@ class Emulator:
         self._requested_port = port
         self._port: Optional[int] = None
         self._seed = seed
+        self.faults = FaultEngine(self.changed, seed)
+        """Armed faults and their firings (see :mod:`.faults`); :meth:`arm_fault` arms."""
         self._initial_agent: Agent = agent if agent is not None else ScriptedAgent()
         self._initial_agents: Dict[str, Agent] = dict(agents or {})
         self._thread: Optional[threading.Thread] = None
@@ -137,8 +141,8 @@ class Emulator:
             self._tokens: Dict[str, TokenGrant] = {self.token: TokenGrant(self.token)}
             self._records: List[ConversationRecord] = []
             self._frames: List[FrameRecord] = []
-            self._armed: List[_ArmedFault] = []
-            self._counts: Dict[int, List[int]] = {}  # open connection id -> [sent, received]
+            self.faults.release()  # a handshake stalled by the old engine lets go
+            self.faults = FaultEngine(self.changed, self._seed)
             self._ids = random.Random(self._seed)
             self._connections = 0
             self.changed.notify_all()
@@ -302,12 +306,26 @@ class Emulator:
         with self.lock:
             self.agents[agent_id] = agent
 
-    def arm_fault(self, fault: ConnectionFault) -> None:
-        """Arm ``fault``: it counts each connection's frames from now on (connections open now
-        and those opened later) and strikes the first one that reaches its count, once."""
-        with self.lock:
-            baselines = {cid: (sent, received) for cid, (sent, received) in self._counts.items()}
-            self._armed.append(_ArmedFault(fault, baselines))
+    def arm_fault(self, fault: Union[Fault, ConnectionFault]) -> ArmedFault:
+        """Arm ``fault`` (see :mod:`.faults`): it counts each connection's frames from now on
+        (connections open now and those opened later) and strikes as its ``when`` says, up to
+        its ``times``. Returns a handle with ``fired`` and ``disarm()``."""
+        return self.faults.arm(fault)
+
+    def disarm_faults(self) -> None:
+        """Disarm every armed fault."""
+        self.faults.disarm()
+
+    @property
+    def fault_firings(self) -> List[FaultFiring]:
+        """Every fault firing so far (what, when, which connection), oldest first."""
+        return self.faults.firings
+
+    def wait_for_fault(
+        self, kind: Optional[str] = None, timeout: float = 5.0, count: int = 1
+    ) -> FaultFiring:
+        """Wait until a fault of class ``kind`` (any, by default) fired ``count`` times."""
+        return self.faults.wait_for_firing(kind, timeout, count)
 
     def drop_next_connection_after(self, n_frames: int, direction: str = "server") -> None:
         """Drop a connection (no close frame: the client sees 1006) after ``n_frames`` more frames.
@@ -453,6 +471,7 @@ class Emulator:
         await web.SockSite(runner, sock).start()
 
     async def _shutdown(self) -> None:
+        self.faults.release()
         await self._end_sessions("server_shutdown")
         if self._runner is not None:
             await asyncio.wait_for(self._runner.cleanup(), timeout=5.0)
@@ -505,7 +524,6 @@ class Emulator:
     def _accept_connection(self) -> int:
         with self.lock:
             self._connections += 1
-            self._counts[self._connections] = [0, 0]
             return self._connections
 
     def _session_opened(self, session: WsSession) -> None:
@@ -513,8 +531,8 @@ class Emulator:
 
     def _session_closed(self, session: WsSession, close_code: Optional[int]) -> None:
         self._sessions.discard(session)
+        self.faults.connection_closed(session.connection_id)
         with self.changed:
-            self._counts.pop(session.connection_id, None)
             if session.record is not None:
                 session.record.close_code = close_code
                 session.record.finished = True
@@ -558,8 +576,8 @@ class Emulator:
         payload: Union[str, bytes],
         data: Any,
         kind: Optional[str],
-    ) -> bool:
-        """File a frame; True when an armed fault strikes the connection because of it."""
+    ) -> None:
+        """File a frame (armed faults are applied by the session, see fault_engine.py)."""
         record = session.record
         frame = FrameRecord(
             direction=direction,
@@ -575,20 +593,7 @@ class Emulator:
                 (record.client_frames if direction == "client" else record.server_frames).append(
                     frame
                 )
-            counts = self._counts.get(session.connection_id)
-            if counts is not None:
-                counts[0 if direction == "server" else 1] += 1
             self.changed.notify_all()
-            return counts is not None and self._strike(session.connection_id, counts)
-
-    def _strike(self, connection_id: int, counts: List[int]) -> bool:
-        for armed in self._armed:
-            sent, received = armed.baselines.get(connection_id, (0, 0))
-            if armed.fault.should_drop(counts[0] - sent, counts[1] - received):
-                self._armed.remove(armed)
-                log.debug("connection %d: fault %r strikes", connection_id, armed.fault)
-                return True
-        return False
 
     def _add_transcript(self, session: WsSession, speaker: str, text: str) -> None:
         with self.changed:
@@ -638,13 +643,6 @@ class Emulator:
                 await loop.run_in_executor(self._callback_pool, callback, record)
             except Exception:
                 log.exception("on_conversation_end callback %r failed", callback)
-
-
-@attrs.define
-class _ArmedFault:
-    fault: ConnectionFault
-    baselines: Dict[int, Tuple[int, int]]
-    """Frame counts of the connections that were open when the fault was armed."""
 
 
 class _RedactingAccessLog(AbstractAccessLogger):

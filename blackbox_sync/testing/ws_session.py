@@ -71,6 +71,7 @@ from blackbox_sync.messages import (
 from blackbox_sync.redact import redact_url
 
 from .agent import Agent, AgentContext, CallTool, End, Pause, Say, SendRaw, Turn
+from .fault_engine import until_transport_closed
 from .options import EmulatorOptions
 from .records import COMPLETED, FAILED, ConversationRecord, TokenGrant
 
@@ -144,6 +145,9 @@ class WsSession:
         self.connection_id = emulator._accept_connection()
         self.ws = web.WebSocketResponse(
             timeout=self.options.close_timeout,
+            # Pings and the close handshake are answered by hand, so a Stall fault can not.
+            autoping=False,
+            autoclose=False,
             # aiohttp's own cap sits well above ours, so an oversized frame still reaches us
             # and gets the documented error frame instead of a bare close.
             max_msg_size=max(16 * self.options.max_message_size, 4 * 1024 * 1024),
@@ -162,11 +166,18 @@ class WsSession:
         """The web-integration token the connection was accepted with (None on /ws/dev)."""
         self.closed = asyncio.Event()
         """Set once :meth:`run` is over: the socket is closed and the record final."""
+        self.stalled = False
+        """Set by a ``Stall`` fault: nothing is answered or sent any more."""
 
     # --- the connection's life ----------------------------------------------------------------
 
-    async def run(self) -> web.WebSocketResponse:
+    async def run(self) -> web.StreamResponse:
         """Serve the connection until it closes; the aiohttp handler returns this."""
+        refused = await self.emulator.faults.handshake(self)
+        if refused is not None:
+            self.emulator._session_closed(self, None)
+            self.closed.set()
+            return refused
         await self.ws.prepare(self.request)
         log.debug("connection %d opened: %s", self.connection_id, redact_url(str(self.request.url)))
         self.emulator._session_opened(self)
@@ -174,6 +185,8 @@ class WsSession:
             refusal = self._check_credentials()
             if refusal is not None:
                 self.end("refused", error_frame=refusal, close_code=CLOSE_POLICY)
+            else:
+                await self.emulator.faults.opened(self)
             await self._read_loop()
         except Exception:  # an emulator bug: keep the server alive, say so loudly
             log.exception("emulator connection %d failed", self.connection_id)
@@ -210,7 +223,7 @@ class WsSession:
         """
         if self.ending is not None:
             return
-        if drop:
+        if drop or self.stalled:
             self._drop()
         self.ending = asyncio.ensure_future(
             self._end(
@@ -283,7 +296,7 @@ class WsSession:
 
     async def _read_loop(self) -> None:
         while True:
-            waiting_for_init = self.record is None and self.ending is None
+            waiting_for_init = self.record is None and self.ending is None and not self.stalled
             try:
                 msg = await self.ws.receive(
                     timeout=self.options.init_timeout if waiting_for_init else None
@@ -293,7 +306,17 @@ class WsSession:
                 continue
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 await self._on_frame(msg.data)
+            elif msg.type is WSMsgType.PING:
+                if not self.stalled:
+                    await self.ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                continue
+            elif msg.type is WSMsgType.CLOSE and self.stalled:
+                await until_transport_closed(self)  # a stalled peer answers not even a close
+                return
             else:  # CLOSE (the client's), CLOSING (ours), CLOSED or ERROR (connection lost)
+                if msg.type is WSMsgType.CLOSE and not self.ws.closed:
+                    await self.ws.close(drain=False)  # answer the client's close frame
                 return
 
     async def _on_frame(self, payload: Union[str, bytes]) -> None:
@@ -308,11 +331,10 @@ class WsSession:
                 opened = True
             except _Reject as exc:
                 reject = exc
-        struck = self.emulator._record_frame(self, "client", payload, data, kind)
-        if self.ending is not None:
+        self.emulator._record_frame(self, "client", payload, data, kind)
+        if self.ending is not None or self.stalled:
             return  # frames after the end are recorded, not answered
-        if struck:
-            self._struck()
+        if await self.emulator.faults.client_frame(self, kind):
             return
         if too_large:
             self._protocol_error(TOO_LARGE, CLOSE_TOO_BIG)
@@ -545,29 +567,20 @@ class WsSession:
     async def _send_payload(
         self, payload: Union[str, bytes], data: Any, kind: Optional[str]
     ) -> bool:
+        faults = self.emulator.faults
         async with self._send_lock:
-            if self._dropped or self.ws.closed:
+            if self._dropped or self.ws.closed or self.stalled:
                 return False
-            # Filed before the write: whatever a client has received is already in the records
-            # (and a fault armed on seeing a frame counts from after that frame).
-            struck = self.emulator._record_frame(self, "server", payload, data, kind)
-            try:
-                if isinstance(payload, bytes):
-                    await self.ws.send_bytes(payload)
-                else:
-                    await self.ws.send_str(payload)
-            except (ConnectionError, RuntimeError) as exc:  # the peer went away meanwhile
-                log.debug("connection %d: frame not sent: %s", self.connection_id, exc)
-                return False
-        if struck:
-            self._struck()
+            # Armed faults may delay, change, add or hold back frames (fault_engine.py).
+            plan = await faults.outgoing(self, payload, data, kind)
+            for frame in plan.frames:
+                if not await faults.write(self, frame):
+                    return False
+        if plan.then is not None:
+            faults.end_after_send(self, plan.then)
         return True
 
     # --- faults and errors ----------------------------------------------------------------------
-
-    def _struck(self) -> None:
-        """An armed fault hit this connection: drop it on the spot."""
-        self.end("connection_dropped", status=FAILED, send_result=False, drop=True)
 
     def _protocol_error(self, message: Optional[str], close_code: int, reason: str = "") -> None:
         self.end(
