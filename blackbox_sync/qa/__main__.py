@@ -1,0 +1,8 @@
+"""``python -m blackbox_sync.qa``: the ``qa`` subcommand on its own."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""``qa.run()``: load suites, pick the cases, choose the target and executor, stream results."""
+
+import concurrent.futures
+import contextlib
+import fnmatch
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import attrs
+
+from blackbox_sync._version import __version__
+
+from .loader import load_suite
+from .progress import Progress
+from .report import RunReport
+from .results import CaseResult, RunInfo
+from .scheduler import CaseTask, Scheduler
+from .spec import Case, Suite
+from .store import JsonlSink, keys_to_skip, read_jsonl
+from .targets import EmulatorTarget, hosted_emulator
+
+SuiteSource = Union[Suite, str, "os.PathLike[str]"]
+
+
+def _suites(suites: Union[SuiteSource, Sequence[SuiteSource]]) -> List[Suite]:
+    items: Sequence[SuiteSource] = (
+        suites if isinstance(suites, (list, tuple)) else [suites]  # type: ignore[list-item]
+    )
+    return [s if isinstance(s, Suite) else load_suite(s) for s in items]
+
+
+def select(
+    suites: Sequence[Suite],
+    *,
+    ids: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    skip: Sequence[Tuple[str, str]] = (),
+) -> List[Tuple[Suite, Case]]:
+    """The cases to run: ids matching any glob in ``ids``, carrying any tag in ``tags``, and
+    not in ``skip`` (``(suite, id)`` keys)."""
+    skipped = set(skip)
+    chosen = []
+    for suite in suites:
+        for case in suite.cases:
+            if (suite.name, case.id) in skipped:
+                continue
+            if ids and not any(fnmatch.fnmatchcase(case.id, pattern) for pattern in ids):
+                continue
+            if tags and not set(tags) & set(case.tags):
+                continue
+            chosen.append((suite, case))
+    return chosen
+
+
+def with_overrides(
+    case: Case,
+    *,
+    quiet_ms: Optional[float] = None,
+    retries: Optional[int] = None,
+    repeat: Optional[int] = None,
+    talk_first: Optional[bool] = None,
+) -> Case:
+    """``case`` with command-line overrides of its settings."""
+    settings = case.settings
+    if quiet_ms is not None:
+        settings = attrs.evolve(
+            settings, turn_end=attrs.evolve(settings.turn_end, quiet_ms=quiet_ms)
+        )
+    if retries is not None:
+        settings = attrs.evolve(settings, retries=retries)
+    if repeat is not None:
+        settings = attrs.evolve(settings, repeat=repeat)
+    if talk_first is not None:
+        settings = attrs.evolve(settings, talk_first=talk_first)
+    return attrs.evolve(case, settings=settings)
+
+
+@contextlib.contextmanager
+def _target(target: Any, suites: List[Suite], agent: Optional[str]) -> Iterator[Any]:
+    if target is None or target == "emulator":
+        with hosted_emulator(suites, agent) as hosted:
+            yield hosted
+    elif isinstance(target, str):
+        raise ValueError("target is 'emulator', an Emulator, or a target object (qa.LiveTarget)")
+    elif hasattr(target, "conversation"):
+        yield target
+    elif hasattr(target, "base_url") and hasattr(target, "token"):
+        yield EmulatorTarget.of(target)  # a running blackbox_sync.testing.Emulator
+    else:
+        raise TypeError(f"not a target: {target!r}")
+
+
+@contextlib.contextmanager
+def _executor(
+    executor: Optional[concurrent.futures.Executor], workers: int
+) -> Iterator[concurrent.futures.Executor]:
+    if executor is not None:
+        yield executor
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="blackbox-qa")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run(
+    suites: Union[SuiteSource, Sequence[SuiteSource]],
+    *,
+    target: Any = None,
+    agent: Optional[str] = None,
+    executor: Optional[concurrent.futures.Executor] = None,
+    max_in_flight: int = 8,
+    rate: Optional[float] = None,
+    judge: Optional[Union[str, Callable[..., Any]]] = None,
+    judge_cache: Optional[str] = None,
+    jsonl: Optional[Union[str, "os.PathLike[str]"]] = None,
+    resume: Optional[Union[str, "os.PathLike[str]"]] = None,
+    rerun: Optional[str] = None,
+    ids: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    quiet_ms: Optional[float] = None,
+    retries: Optional[int] = None,
+    repeat: Optional[int] = None,
+    talk_first: Optional[bool] = None,
+    progress: Union[bool, str] = False,
+    on_result: Optional[Callable[[CaseResult], None]] = None,
+) -> RunReport:
+    """Run suites and return a :class:`~.report.RunReport`.
+
+    ``target``: ``None``/``"emulator"`` starts the bundled emulator with each suite's agent file
+    (``agent`` overrides it), a running ``Emulator`` is used as it is, or pass a
+    :class:`~.targets.LiveTarget`. ``executor``: any ``concurrent.futures.Executor`` (a
+    ``dask.distributed`` client's ``get_executor()`` spreads a run over a cluster); by default a
+    thread pool of ``max_in_flight`` threads. ``rate`` caps conversations started per second.
+    ``jsonl`` streams each result as it finishes; ``resume`` skips cases already in that file
+    and appends to it; ``rerun`` (``failed``, ``error``, ``not-passed``) runs those again too.
+    """
+    loaded = _suites(suites)
+    previous: List[CaseResult] = []
+    if rerun and resume is None:
+        raise ValueError("rerun needs resume=<results.jsonl> to know what failed")
+    if resume is not None:
+        _, previous = read_jsonl(resume)
+        jsonl = jsonl or resume
+    skip = keys_to_skip(previous, rerun)
+    chosen = select(loaded, ids=ids, tags=tags, skip=sorted(skip))
+    tasks = [
+        CaseTask(
+            suite.name,
+            suite.base_dir,
+            judge if judge is not None else suite.judge,
+            with_overrides(
+                case, quiet_ms=quiet_ms, retries=retries, repeat=repeat, talk_first=talk_first
+            ),
+        )
+        for suite, case in chosen
+    ]
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    with _target(target, loaded, agent) as resolved:
+        info = RunInfo(
+            run_id=uuid.uuid4().hex[:12],
+            started_at=started_at,
+            target=resolved.describe(),
+            suites=[s.name for s in loaded],
+            client_version=__version__,
+        )
+        callbacks: List[Callable[[CaseResult], None]] = []
+        sink = JsonlSink(jsonl, info, append=resume is not None) if jsonl else None
+        mode = progress if isinstance(progress, str) else ("auto" if progress else "none")
+        bar = Progress(len(tasks), mode)
+        callbacks += [c for c in (sink, bar, on_result) if c is not None]
+        try:
+            with _executor(executor, max_in_flight) as pool:
+                scheduler = Scheduler(
+                    target=resolved,
+                    executor=pool,
+                    run_id=info.run_id,
+                    max_in_flight=max_in_flight,
+                    rate=rate,
+                    judge_cache=judge_cache,
+                    on_case=callbacks,
+                )
+                fresh = scheduler.run(tasks)
+        finally:
+            bar.close()
+            if sink is not None:
+                sink.close()
+    merged: Dict[Tuple[str, str], CaseResult] = {r.key: r for r in previous}
+    for result in fresh:
+        merged.pop(result.key, None)
+        merged[result.key] = result
+    return RunReport(info, list(merged.values()), round(time.monotonic() - started, 3))

@@ -1,0 +1,156 @@
+"""Where conversations go: the bundled emulator, or the live service.
+
+A target opens one :class:`~blackbox_sync.Conversation` per attempt. Targets pickle (an executor
+may run attempts in other processes) and never show their credentials: ``describe()`` is what
+results record, and it holds no secret.
+"""
+
+import contextlib
+import secrets
+import uuid
+from typing import Any, Dict, Iterable, Iterator, Optional, Protocol, Union
+
+import attrs
+
+from blackbox_sync.conversation import Conversation
+from blackbox_sync.redact import redact_url
+
+from .spec import Suite
+
+
+class Target(Protocol):
+    """Opens conversations for the runner."""
+
+    kind: str
+    """``emulator`` or ``live`` (latency checks call emulator timings synthetic)."""
+
+    def describe(self) -> Dict[str, Any]:
+        """Non-secret facts about the target, written into every result."""
+
+    def conversation(
+        self, suite: str, **options: Any
+    ) -> "contextlib.AbstractContextManager[Conversation]":
+        """A not yet connected conversation for a case of ``suite``; ``options`` go to
+        :class:`~blackbox_sync.Conversation` (``additional_data``, ``quiet_period``, ...)."""
+
+
+@attrs.define
+class EmulatorTarget:
+    """A running emulator: its base URL and a token per suite (each suite can have its agent)."""
+
+    base_url: str
+    token: str = attrs.field(repr=False)
+    suite_tokens: Dict[str, str] = attrs.field(factory=dict, repr=False)
+    kind: str = "emulator"
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "base_url": self.base_url}
+
+    @contextlib.contextmanager
+    def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
+        token = self.suite_tokens.get(suite, self.token)
+        yield Conversation(token=token, base_url=self.base_url, **options)
+
+    @classmethod
+    def of(cls, emulator: Any) -> "EmulatorTarget":
+        """Use a running :class:`~blackbox_sync.testing.Emulator` and its default agent."""
+        return cls(base_url=emulator.base_url, token=emulator.token)
+
+
+@contextlib.contextmanager
+def hosted_emulator(
+    suites: Iterable[Suite], agent_file: Optional[str] = None
+) -> Iterator[EmulatorTarget]:
+    """Start an emulator for ``suites``: each suite talks to the agent of its
+    ``target.emulator.agent`` file (or ``agent_file``, which wins; or the echo agent)."""
+    from blackbox_sync.testing import Emulator, ScriptedAgent
+
+    agents: Dict[str, Any] = {}
+    for suite in suites:
+        path = agent_file or suite.emulator_agent
+        agents[suite.name] = ScriptedAgent.from_file(path) if path else ScriptedAgent()
+    with Emulator() as emulator:
+        tokens = {}
+        for name, agent in agents.items():
+            agent_id = f"qa-suite:{name}"
+            emulator.set_agent(agent_id, agent)
+            tokens[name] = f"qa-{secrets.token_hex(12)}"
+            emulator.add_token(tokens[name], agent_id=agent_id)
+        yield EmulatorTarget(emulator.base_url, emulator.token, tokens)
+
+
+@attrs.define
+class LiveTarget:
+    """The live service (or any BlackBox-compatible server).
+
+    Credentials, one of:
+
+    * ``token``: a web integration token, reused for every conversation;
+    * ``api_key`` + ``integration_id``: a fresh token is minted for each conversation with
+      :meth:`~blackbox_sync.rest.web_integrations.WebIntegrations.create_token` and revoked after;
+    * ``api_key`` + ``agent_id``: the development endpoint (experimental).
+    """
+
+    base_url: Optional[str] = None
+    token: Optional[str] = attrs.field(default=None, repr=False)
+    api_key: Optional[str] = attrs.field(default=None, repr=False)
+    integration_id: Optional[str] = None
+    agent_id: Optional[str] = None
+    origin: Optional[str] = None
+    kind: str = "live"
+
+    def __attrs_post_init__(self) -> None:
+        if not (self.token or (self.api_key and (self.integration_id or self.agent_id))):
+            raise ValueError(
+                "a live target needs a token, or an API key with an integration id (tokens are "
+                "minted per conversation) or with an agent id (development endpoint)"
+            )
+
+    @property
+    def mode(self) -> str:
+        """``token``, ``minted`` or ``dev``: how conversations authenticate."""
+        if self.token:
+            return "token"
+        return "minted" if self.integration_id else "dev"
+
+    def describe(self) -> Dict[str, Any]:
+        facts: Dict[str, Any] = {"kind": self.kind, "auth": self.mode}
+        if self.base_url:
+            facts["base_url"] = redact_url(self.base_url)
+        for key in ("integration_id", "agent_id"):
+            if getattr(self, key):
+                facts[key] = getattr(self, key)
+        return facts
+
+    @contextlib.contextmanager
+    def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
+        if self.origin:
+            options.setdefault("origin", self.origin)
+        if self.mode == "token":
+            yield Conversation(token=self.token, base_url=self.base_url, **options)
+        elif self.mode == "dev":
+            yield Conversation(
+                api_key=self.api_key, agent_id=self.agent_id, base_url=self.base_url, **options
+            )
+        else:
+            yield from self._minted(options)
+
+    def _minted(self, options: Dict[str, Any]) -> Iterator[Conversation]:
+        from blackbox_sync.rest import Client
+
+        assert self.integration_id is not None
+        client = Client(api_key=self.api_key, base_url=self.base_url)
+        try:
+            grant = client.web_integrations.create_token(
+                self.integration_id, name=f"qa-{uuid.uuid4().hex[:16]}"
+            )
+            try:
+                yield Conversation(token=grant.token, base_url=self.base_url, **options)
+            finally:
+                with contextlib.suppress(Exception):  # revoking is hygiene, not the test
+                    client.web_integrations.revoke_token(self.integration_id, str(grant.token_id))
+        finally:
+            client.close()
+
+
+AnyTarget = Union[EmulatorTarget, LiveTarget, Target]
