@@ -71,7 +71,7 @@ class Outgoing:
     def of(cls, frame: Any) -> "Outgoing":
         """A frame given as a dict (sent as JSON), text or bytes (a binary frame)."""
         if isinstance(frame, dict):
-            frame = json.dumps(frame, ensure_ascii=False, allow_nan=True)
+            frame = _dumps(frame)
         data, kind = parse_frame(frame)
         return cls(frame, data, kind)
 
@@ -466,13 +466,19 @@ def malform(out: Outgoing, how: str) -> Outgoing:
 
 def oversize(out: Outgoing, size: int) -> Outgoing:
     """``out`` padded to ``size`` UTF-8 bytes: its ``content.text`` when it has one."""
-    missing = size - len(_text(out).encode("utf-8"))
-    if missing <= 0 or not isinstance(out.data, dict):
+    if not isinstance(out.data, dict):
         return out
-    body = dict(out.data)
+    body: Dict[str, Any] = out.data
     content = body.get("content")
-    if isinstance(content, dict) and isinstance(content.get("text"), str):
-        body["content"] = {**content, "text": content["text"] + "x" * missing}
-    else:
-        body["padding"] = "x" * max(0, missing - len(',"padding":""'))
-    return Outgoing.of(body)
+
+    def padded(pad: str) -> Dict[str, Any]:
+        if isinstance(content, dict) and isinstance(content.get("text"), str):
+            return {**body, "content": {**content, "text": content["text"] + pad}}
+        return {**body, "padding": pad}
+
+    base = len(_dumps(padded("")).encode("utf-8"))
+    return out if base >= size else Outgoing.of(padded("x" * (size - base)))
+
+
+def _dumps(frame: Any) -> str:
+    return json.dumps(frame, ensure_ascii=False, allow_nan=True)
