@@ -35,6 +35,7 @@ import threading
 import uuid
 from datetime import datetime
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Coroutine,
@@ -65,6 +66,9 @@ from .faults import ConnectionFault, DropAfter, Fault, FaultFiring
 from .options import EmulatorOptions
 from .records import FAILED, ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
 from .ws_session import CLOSE_GOING_AWAY, InitInfo, WsSession
+
+if TYPE_CHECKING:
+    from .voice import EmulatorVoice
 
 log = logging.getLogger("blackbox_sync.testing")
 
@@ -101,6 +105,7 @@ class Emulator:
         api_key: Optional[str] = None,
         options: Optional[EmulatorOptions] = None,
         seed: int = 0,
+        voice: Optional["EmulatorVoice"] = None,
     ) -> None:
         self.host = host
         self.token = token or f"emu-token-{secrets.token_hex(12)}"
@@ -108,6 +113,9 @@ class Emulator:
         self.api_key = api_key or f"emu-key-{secrets.token_hex(12)}"
         """The default API key (valid after every :meth:`reset`)."""
         self.options = options or EmulatorOptions()
+        self.voice = voice
+        """Voice mode (:class:`~.voice.EmulatorVoice`): ``webCall`` conversations get real
+        WebRTC media. ``None`` (the default): a fake offer and no media."""
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.on_conversation_end: List[EndCallback] = []

@@ -59,6 +59,7 @@ from blackbox_sync.messages import (
     Event,
     Initialize,
     Message,
+    SdpAnswer,
     SdpInvite,
     TextMessage,
     ToolCall,
@@ -77,6 +78,7 @@ from .records import COMPLETED, FAILED, ConversationRecord, TokenGrant
 
 if TYPE_CHECKING:
     from .emulator import Emulator
+    from .voice_session import VoiceSession
 
 log = logging.getLogger("blackbox_sync.testing")
 
@@ -162,6 +164,8 @@ class WsSession:
         self._tools: Dict[str, asyncio.Future[Any]] = {}
         self._dropped = False
         self._close_code: Optional[int] = None
+        self.voice: Optional[VoiceSession] = None
+        """The WebRTC side of a ``webCall`` when the emulator's voice mode is on."""
         self.token: Optional[str] = None
         """The web-integration token the connection was accepted with (None on /ws/dev)."""
         self.closed = asyncio.Event()
@@ -249,6 +253,8 @@ class WsSession:
         close_reason: str,
     ) -> None:
         await self._stop_worker()
+        if self.voice is not None:  # voice mode: hang up the media first
+            await self.voice.close()
         for waiter in self._tools.values():
             waiter.cancel()
         record = self.record
@@ -378,6 +384,8 @@ class WsSession:
                 return
             if isinstance(message, ToolResponse):
                 self._tool_answered(message)
+            elif isinstance(message, SdpAnswer) and self.voice is not None:
+                self.voice.answered(message.sdp)
         elif kind == "terminate":
             self.end("client_terminate")
         else:
@@ -449,7 +457,13 @@ class WsSession:
         if self.options.send_opened_event:
             await self._send(Event(name=LooseStr("opened"), data={}))
         if self.record.call_type == "webCall":
-            await self._send(SdpInvite(sdp=FAKE_SDP_OFFER))
+            if self.emulator.voice is not None:  # voice mode: a real WebRTC call (voice.py)
+                from .voice_session import VoiceSession
+
+                self.voice = VoiceSession(self, self.emulator.voice)
+                await self.voice.offer()
+            else:
+                await self._send(SdpInvite(sdp=FAKE_SDP_OFFER))
         self._worker = asyncio.ensure_future(self._work())
 
     # --- the agent --------------------------------------------------------------------------------
@@ -509,6 +523,8 @@ class WsSession:
                 kind=LooseStr(PARTIAL_TEXT_KIND) if step.partial else None,
             )
         )
+        if self.voice is not None and not step.partial:  # voice mode: speak it, then go on
+            await self.voice.speak(step.text)
 
     async def _call_tool(self, step: CallTool) -> Any:
         assert self.agent is not None
