@@ -195,6 +195,7 @@ class ChatRepl:
         ask_timeout: float = 60.0,
         show_partials: bool = False,
         verbose: bool = False,
+        talk_first: bool = False,
     ) -> None:
         self.conversation = conversation
         if interactive is None:
@@ -203,6 +204,7 @@ class ChatRepl:
         self.ask_timeout = ask_timeout
         self.show_partials = show_partials
         self.verbose = verbose
+        self.talk_first = talk_first
         self._ended = threading.Event()
         self._leaving = False  # set when the user closes: no "connection closed" notice then
         self._lost = False  # the connection closed before the conversation ended
@@ -302,6 +304,15 @@ class ChatRepl:
         if self.console.interactive:
             banner.append("Type a message and press Enter; /help lists the commands.")
         self.console.release(*banner)
+        if self.talk_first:
+            # The greeting is a turn of its own: wait for it, or the user's first question
+            # would take it for its answer.
+            try:
+                conv.wait_for_reply(timeout=self.ask_timeout)
+            except AskTimeout:
+                show(f"(no greeting within {self.ask_timeout:g} s)")
+            except BlackBoxError as exc:
+                show(f"[{exc}]")
         try:
             return self._loop()
         finally:

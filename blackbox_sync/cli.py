@@ -116,6 +116,8 @@ def _chat(args: argparse.Namespace) -> int:
                 print(f"blackbox-sync chat: {exc}", file=sys.stderr)
                 return USAGE
             emulator = stack.enter_context(Emulator(agent))
+            if agent is not None and agent.greeting is not None:
+                args.talk_first = True  # this agent greets first: wait for it
             label = f" with {args.agent}" if args.agent else ""
             print(f"Started the local emulator on {emulator.base_url}{label}.", flush=True)
             options.update(token=emulator.token, base_url=emulator.base_url)
@@ -135,6 +137,7 @@ def _chat(args: argparse.Namespace) -> int:
             ask_timeout=args.timeout,
             show_partials=args.show_partials,
             verbose=args.verbose,
+            talk_first=args.talk_first,
         )
         return repl.run()
     return 0  # pragma: no cover - mypy cannot see that the with-block always returns
@@ -216,6 +219,12 @@ def _add_chat(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     )
     chat.add_argument(
         "--show-partials", action="store_true", help="show partial (streaming) texts too"
+    )
+    chat.add_argument(
+        "--talk-first",
+        action="store_true",
+        help="the agent greets first: wait for its greeting before the first prompt "
+        "(automatic with an --emulator agent that has a greeting)",
     )
     chat.add_argument("--verbose", action="store_true", help="print every frame received")
     chat.set_defaults(run=_chat)

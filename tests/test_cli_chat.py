@@ -203,6 +203,22 @@ def test_the_agent_ending_the_conversation_ends_the_chat(chats: List[Chat]) -> N
         assert emu.wait_for_conversation_end(timeout=TIMEOUT).ended_by == "agent"
 
 
+def test_talk_first_waits_for_the_greeting_before_the_first_prompt(chats: List[Chat]) -> None:
+    # A greeting in two chunks: the first prompt must follow the whole greeting turn.
+    agent = ScriptedAgent(greeting=Rule("", ["Welcome.", "How can I help?"], chunk_delay=0.1))
+    with Emulator(agent=agent) as emu:
+        chat = start(chats, *connect_args(emu), "--talk-first")
+        chat.expect("agent: Welcome.")
+        chat.expect("agent: How can I help?")
+        chat.expect(PROMPT)
+        chat.say("ping")
+        chat.expect("agent: You said: ping")
+        chat.prompt()
+        chat.say("/quit")
+        assert chat.exit_status() == 0
+    assert chat.screen.index("How can I help?") < chat.screen.index(PROMPT)
+
+
 def test_quit_leaves_without_terminating(chats: List[Chat]) -> None:
     with Emulator() as emu:
         chat = start(chats, *connect_args(emu))
