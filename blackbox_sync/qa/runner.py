@@ -85,7 +85,7 @@ def _target(target: Any, suites: List[Suite], agent: Optional[str]) -> Iterator[
             yield hosted
     elif isinstance(target, str):
         raise ValueError("target is 'emulator', an Emulator, or a target object (qa.LiveTarget)")
-    elif hasattr(target, "conversation"):
+    elif hasattr(target, "conversation") and hasattr(target, "describe"):
         yield target
     elif hasattr(target, "base_url") and hasattr(target, "token"):
         yield EmulatorTarget.of(target)  # a running blackbox_sync.testing.Emulator

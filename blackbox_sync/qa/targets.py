@@ -41,6 +41,8 @@ class EmulatorTarget:
     base_url: str
     token: str = attrs.field(repr=False)
     suite_tokens: Dict[str, str] = attrs.field(factory=dict, repr=False)
+    options: Dict[str, Any] = attrs.field(factory=dict)
+    """Extra :class:`~blackbox_sync.Conversation` arguments (``close_timeout``, ``headers``...)."""
     kind: str = "emulator"
 
     def describe(self) -> Dict[str, Any]:
@@ -49,7 +51,7 @@ class EmulatorTarget:
     @contextlib.contextmanager
     def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
         token = self.suite_tokens.get(suite, self.token)
-        yield Conversation(token=token, base_url=self.base_url, **options)
+        yield Conversation(token=token, base_url=self.base_url, **{**self.options, **options})
 
     @classmethod
     def of(cls, emulator: Any) -> "EmulatorTarget":
@@ -97,6 +99,8 @@ class LiveTarget:
     integration_id: Optional[str] = None
     agent_id: Optional[str] = None
     origin: Optional[str] = None
+    options: Dict[str, Any] = attrs.field(factory=dict)
+    """Extra :class:`~blackbox_sync.Conversation` arguments (``close_timeout``, ``headers``...)."""
     kind: str = "live"
 
     def __attrs_post_init__(self) -> None:
@@ -124,6 +128,7 @@ class LiveTarget:
 
     @contextlib.contextmanager
     def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
+        options = {**self.options, **options}
         if self.origin:
             options.setdefault("origin", self.origin)
         if self.mode == "token":
