@@ -24,7 +24,7 @@ send ``telephone-event``; the profile is only a label to it, so the emulator rew
 
 import ipaddress
 import threading
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import attrs
 
@@ -158,9 +158,7 @@ class EmulatorVoice:
         self.changed = threading.Condition()
         """Notified whenever a call changes; :meth:`wait_for_call` waits on it."""
         self._calls: List[_LiveCall] = []
-        self._texts: Iterator[str] = (
-            iter(transcribe) if isinstance(transcribe, (list, tuple)) else iter(())
-        )
+        self._texts_used = 0
 
     @property
     def calls(self) -> List[VoiceCallRecord]:
@@ -202,12 +200,14 @@ class EmulatorVoice:
         return call
 
     def _text_for(self, pcm: bytes) -> str:
-        if callable(self.transcribe):
-            return self.transcribe(pcm)
-        with self.changed:
-            text = next(self._texts, None)
-        if text is not None:
-            return text
+        transcribe = self.transcribe
+        if callable(transcribe):
+            return transcribe(pcm)
+        if transcribe is not None:
+            with self.changed:
+                index, self._texts_used = self._texts_used, self._texts_used + 1
+            if index < len(transcribe):
+                return transcribe[index]
         return f"(user audio {len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH):.1f} s)"
 
     def _addresses(self, host: str) -> Optional[Sequence[str]]:

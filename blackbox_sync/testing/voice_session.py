@@ -113,9 +113,17 @@ class VoiceSession:
         else:
             pcm = self.config.speak(text)
         self._greeted = True
+        # asyncio.wait, not wait_for: on Python < 3.12 wait_for can swallow the cancellation
+        # that ends the conversation when the event fires at the same moment, and this turn
+        # would then wait for audio that nobody plays.
+        waiter = asyncio.ensure_future(self.connected.wait())
         try:
-            await asyncio.wait_for(self.connected.wait(), self.config.connect_timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait({waiter}, timeout=self.config.connect_timeout)
+        finally:
+            waiter.cancel()
+        if self._closed:
+            return
+        if not self.connected.is_set():
             self._note(f"no media within {self.config.connect_timeout} s: {text!r} not spoken")
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -104,7 +104,9 @@ class WavSequence:
     ``talk_first=True`` plays the first clip at once instead of waiting for a greeting.
     """
 
-    def __init__(self, clips: Sequence[Union[PathLike, AudioSource]], *, talk_first: bool = False):
+    def __init__(
+        self, clips: Sequence[Union[PathLike, AudioSource, bytes]], *, talk_first: bool = False
+    ) -> None:
         self.clips: List[AudioSource] = [as_source(clip) for clip in clips]
         self.talk_first = talk_first
 
@@ -192,6 +194,7 @@ def speech_like(text: str, *, seconds_per_char: float = 0.05, amplitude: float =
     """
     words = text.split() or [text or "..."]
     total = min(4.0, max(0.3, seconds_per_char * len(text)))
+    words = words[: max(1, int(total / 0.1))]  # at least 0.1 s a word keeps the cap
     weights = [len(word) + 1 for word in words]
     parts = []
     for word, weight in zip(words, weights):

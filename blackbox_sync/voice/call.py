@@ -13,6 +13,7 @@ sits behind one condition (``_cond``), notified on every change; the blocking me
 import asyncio
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -139,16 +140,17 @@ class VoiceCall:
         self._pc: Any = None
         self._tasks: List[asyncio.Future[Any]] = []
         self._stopped = False
+        self._finished = False
         self._stop_lock = threading.Lock()
 
         if isinstance(audio, WavSequence):
             self._sequence = audio
         elif isinstance(audio, (list, tuple)):
             self._sequence = WavSequence(audio)
-        elif isinstance(audio, (AudioSource, bytes, str, os.PathLike)):
-            self._queue.append(Playback(as_source(audio), self._cond))
         else:
-            self._sequence_done = True
+            if isinstance(audio, (AudioSource, bytes, str, os.PathLike)):
+                self._queue.append(Playback(as_source(audio), self._cond))
+            self._sequence_done = True  # nothing to drive: done once the queue is empty
         if conversation is not None:
             self.attach(conversation)
 
@@ -270,6 +272,9 @@ class VoiceCall:
                 if self._tracker.reply_done(now, silence):
                     return self._snapshot(self._tracker.current)
                 if self._state in (ENDED, FAILED):
+                    # A call the agent hangs up right after its answer ends that answer too.
+                    if self._tracker.reply_done(math.inf, 0.0):
+                        return self._snapshot(self._tracker.current)
                     raise self._failure("the voice call ended before the agent answered")
                 if now >= deadline:
                     raise VoiceTimeout(f"the agent did not answer within {timeout:g} s")
@@ -312,9 +317,11 @@ class VoiceCall:
         return self.turns
 
     def wait_ended(self, timeout: float = 30.0) -> None:
-        """Block until the call ended (the agent hung up, or the conversation closed)."""
+        """Block until the call is over: its conversation's socket closed (the live service
+        closes it when a voice call ends) or :meth:`close` was called, and the voice thread
+        has stopped."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._state in (ENDED, FAILED), timeout):
+            if not self._cond.wait_for(lambda: self._finished, timeout):
                 raise VoiceTimeout(f"the voice call did not end within {timeout:g} s")
 
     def save(self, path: PathLike) -> None:
@@ -407,6 +414,11 @@ class VoiceCall:
                 if thread.is_alive():
                     log.warning("the voice thread did not stop within %g s", timeout)
             self._finish_recording()
+            with self._cond:
+                self._finished = True
+                if self._state in (IDLE, ANSWERING, CONNECTED):
+                    self._state = ENDED
+                self._cond.notify_all()
 
     async def _answer(self, offer: str) -> None:
         from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -628,6 +640,7 @@ class VoiceCall:
             reference_at=turn.reference_at,
             first_audio_at=turn.first_audio_at,
             last_audio_at=turn.last_audio_at,
+            spoke_over_user=turn.spoke_over_user,
             closed_at=turn.closed_at,
             start_sample=turn.start_sample,
             end_sample=turn.end_sample,

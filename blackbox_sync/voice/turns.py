@@ -7,8 +7,10 @@ opens the next turn: the agent's answer to it. When the call plays no clips (a c
 open turns instead: then the transcript is all the client knows of the user's turns.
 
 Latency is measured from the end of the user's clip (turn 0: from the moment the client sent
-its answer) to the first 20 ms frame of agent audio louder than the speech threshold. It is
-negative when the agent spoke before the user finished.
+its answer) to the first 20 ms frame of agent audio louder than the speech threshold after it.
+Agent speech while the user's clip still plays (a greeting running long, or barge-in) does not
+count as the answer; the turn notes it in ``spoke_over_user``. An agent still talking when the
+clip ends has a latency of about 0.
 """
 
 from typing import List, Optional
@@ -27,9 +29,11 @@ class AgentTurn:
     reference_at: Optional[float] = None
     """When the user stopped speaking (turn 0: when the answer was sent); latency counts from it."""
     first_audio_at: Optional[float] = None
-    """When the first agent frame above the speech threshold arrived."""
+    """When the first agent frame above the speech threshold arrived after the user's turn."""
     last_audio_at: Optional[float] = None
     """When the last agent frame above the speech threshold arrived."""
+    spoke_over_user: bool = False
+    """True when the agent's audio was above the threshold while the user's clip played."""
     closed_at: Optional[float] = None
     """When the next turn opened or the call ended (``None`` while the turn is current)."""
     start_sample: int = 0
@@ -56,7 +60,7 @@ class AgentTurn:
 
     @property
     def spoke(self) -> bool:
-        """True once the agent's audio crossed the speech threshold in this turn."""
+        """True once the agent answered with audio above the speech threshold."""
         return self.first_audio_at is not None
 
     @property
@@ -108,21 +112,21 @@ class TurnTracker:
 
     def agent_audio(self, now: float, speech: bool) -> None:
         """A 20 ms frame of agent audio arrived; ``speech`` when it was above the threshold."""
-        if speech and not self.ended:
-            turn = self.current
-            if turn.first_audio_at is None:
-                turn.first_audio_at = now
-            turn.last_audio_at = now
+        if not speech or self.ended:
+            return
+        turn = self.current
+        if turn.reference_at is None:
+            turn.spoke_over_user = True
+            return
+        if turn.first_audio_at is None:
+            turn.first_audio_at = now
+        turn.last_audio_at = now
 
     def reply_done(self, now: float, silence: float) -> bool:
         """True once the agent spoke after the user's turn ended and then stayed quiet for
         ``silence`` seconds (speech only over the user's clip does not count)."""
-        turn = self.current
-        if turn.reference_at is None or turn.last_audio_at is None:
-            return False
-        if turn.last_audio_at < turn.reference_at:
-            return False  # it spoke over the user only: the answer is still to come
-        return now - turn.last_audio_at >= silence
+        last = self.current.last_audio_at
+        return last is not None and now - last >= silence
 
     def finish(self, now: float, sample: int) -> None:
         """The call ended: close the last turn."""
