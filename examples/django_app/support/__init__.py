@@ -1,0 +1,1 @@
+"""The support app: a page whose view relays each visitor's questions to a BlackBox agent."""
