@@ -221,3 +221,18 @@ def test_import_blackbox_sync_does_not_load_aiortc() -> None:
         "assert 'aiortc' not in sys.modules and 'av' not in sys.modules, 'loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_example_script_runs_against_the_emulator(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "voice_call.py"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "turn 1:" in done.stdout
+    assert "result: Completed" in done.stdout
+    assert (tmp_path / "voice-out" / "agent.wav").stat().st_size > 1000
