@@ -540,7 +540,7 @@ class TestStreamingAndResume:
 def test_live_targets_never_write_credentials(agent: Emulator, tmp_path: Path) -> None:
     with bb.Client(api_key=agent.api_key, base_url=agent.base_url) as client:
         created = client.agents.create("qa", {"primaryLanguage": "en-US"})
-        integration = client.web_integrations.create(created.agent_id, "qa-web")
+        integration = client.web_integrations.create(str(created.agent_id), "qa-web")
     minted = qa.LiveTarget(
         base_url=agent.base_url, api_key=agent.api_key, integration_id=integration.integration_id
     )

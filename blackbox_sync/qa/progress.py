@@ -41,7 +41,9 @@ class Progress:
         self.mode = mode
         if mode == "bar":
             tqdm = importlib.import_module("tqdm")  # no type stubs to rely on: by name
-            self._bar = tqdm.tqdm(total=total, unit="conv", dynamic_ncols=True)
+            # tqdm's monitor thread would outlive the run; a bar updated per case needs none.
+            bar_class = type("QaBar", (tqdm.tqdm,), {"monitor_interval": 0})
+            self._bar = bar_class(total=total, unit="conv", dynamic_ncols=True)
 
     def __call__(self, result: CaseResult) -> None:
         self.counts[result.status.value] += 1
