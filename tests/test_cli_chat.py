@@ -124,16 +124,15 @@ def connect_args(emulator: Emulator) -> List[str]:
     return ["--token", emulator.token, "--base-url", emulator.base_url, "--quiet-period", "0.3"]
 
 
-def test_chat_with_the_bundled_emulator_and_a_tools_module(
-    chats: List[Chat], tools_file: Path
-) -> None:
+def test_chat_with_the_bundled_emulator_and_a_tools_module(chats: List[Chat]) -> None:
+    """The documented command, with the tools module the Flask example shares."""
     chat = start(
         chats,
         "--emulator",
         "--agent",
-        str(ORDER_AGENT),
+        "examples/agents/order-support.yaml",
         "--tools",
-        str(tools_file),
+        "examples/flask_app/order_tools.py",
         "--quiet-period",
         "0.3",
     )
