@@ -58,7 +58,7 @@ def test_the_run_exits_4_and_prints_a_line_per_conversation(example_run: Dict[st
     assert len(status_lines) == 13
     assert any(line.startswith("FAILED  order-desk / deliberate-failure") for line in lines)
     assert any(
-        line.startswith("ERROR   order-desk / deliberate-infra-error") and "1 retries" in line
+        line.startswith("ERROR   order-desk / deliberate-infra-error") and "1 retry" in line
         for line in lines
     )
     assert "13 conversations: 11 passed, 1 failed, 1 errors" in done.stdout

@@ -9,6 +9,7 @@ import importlib.util
 import sys
 from typing import Any, Dict, Optional, TextIO
 
+from .reports.common import runs_text
 from .results import CaseResult, Status
 
 MODES = ("auto", "bar", "lines", "none")
@@ -17,10 +18,7 @@ MODES = ("auto", "bar", "lines", "none")
 def line(result: CaseResult) -> str:
     """``FAILED  suite / id  (1.23 s)  why``."""
     why = f"  {result.summary}" if result.summary else ""
-    repeats = len(result.repeats)
-    extra = f", {repeats} repeats, pass rate {result.pass_rate:.0%}" if repeats > 1 else ""
-    retries = result.attempts - repeats
-    extra += f", {retries} retries" if retries else ""
+    extra = f", {runs_text(result)}" if runs_text(result) else ""
     return (
         f"{result.status.value.upper():<7} {result.suite} / {result.id}  "
         f"({result.duration_s:.2f} s{extra}){why}"

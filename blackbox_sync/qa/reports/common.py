@@ -55,6 +55,17 @@ def attempt_text(case: CaseResult, attempt: Attempt) -> str:
     return "\n".join(lines)
 
 
+def runs_text(case: CaseResult) -> str:
+    """``5 repeats, pass rate 80%, 1 retry``: how often a case ran, when more than once."""
+    parts = []
+    if len(case.repeats) > 1:
+        parts.append(f"{len(case.repeats)} repeats, pass rate {case.pass_rate:.0%}")
+    retries = case.attempts - len(case.repeats)
+    if retries:
+        parts.append(f"{retries} {'retry' if retries == 1 else 'retries'}")
+    return ", ".join(parts)
+
+
 def ms(value: Optional[float]) -> str:
     """``123 ms`` or ``-``."""
     return "-" if value is None else f"{value:.0f} ms"

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Union
 
 from blackbox_sync.qa.results import Attempt, CaseResult, CheckResult, Entry, RunInfo, Status
 
-from .common import counts, entry_text, ms, turn_end_text
+from .common import counts, entry_text, ms, runs_text, turn_end_text
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1d1f23}
@@ -122,13 +122,14 @@ def case_section(case: CaseResult) -> str:
         f"step {t.step}: first text {ms(t.first_text_ms)}, turn {ms(t.turn_ms)}"
         for t in shown.turns
     )
+    runs = f", {escape(runs_text(case))}" if runs_text(case) else ""
     tags = f" — tags: {escape(', '.join(case.tags))}" if case.tags else ""
     return (
         f'<section class="case {status}" data-status="{status}" '
         f'id="case-{escape(case.suite)}-{escape(case.id)}">'
         f'<details{open_attr}><summary><span class="badge">{status}</span>'
         f"<b>{escape(case.suite)} / {escape(case.id)}</b>{summary} "
-        f'<span class="meta">({case.duration_s:.2f} s, {case.attempts} attempt(s))</span>'
+        f'<span class="meta">({case.duration_s:.2f} s{runs})</span>'
         f"</summary>"
         f'<div class="meta">{escape(case.description)}{tags}</div>'
         f'<div class="meta">turn end: {escape(turn_end_text(case.turn_end))}; ended by '
