@@ -176,6 +176,8 @@ class Connection:
 
     def wait_closed(self, timeout: Optional[float]) -> bool:
         """Wait until the reader has finished; True if it did within ``timeout``."""
+        if self._reader is None:  # the handshake failed: there is no reader to wait for
+            return self._finished.is_set()
         return self._finished.wait(timeout)
 
     # --- reader thread ---------------------------------------------------------------------------

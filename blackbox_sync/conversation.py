@@ -337,11 +337,16 @@ class Conversation:
                 if not self._wait(deadline):
                     break
             ready = state.phase is Phase.READY and not self._closing
+            dropped, code, reason = state.socket_closed, state.close_code, state.close_reason
         if not ready:
             connection.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
             self._raise_if_failed(state)
             if self._closing:
                 raise ConnectionClosedError("the conversation was closed while connecting")
+            if dropped:
+                raise ConnectionClosedError(
+                    "the service closed before the conversation was ready", code, reason
+                )
             raise OperationTimeout(f"no 'connection' event within {timeout:g} s")
         log.info("conversation %s ready", state.record_id)
 
