@@ -99,7 +99,7 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
 
 def _write_reports(report: RunReport, args: argparse.Namespace) -> List[str]:
     written: Dict[str, Path] = report.write_dir(args.out_dir) if args.out_dir else {}
-    report.write(junit_xml=args.junit, html=args.html, csv=args.csv, markdown_md=args.markdown)
+    report.write(junit=args.junit, html=args.html, csv=args.csv, markdown=args.markdown)
     paths = [str(p) for p in written.values()]
     paths += [p for p in (args.junit, args.html, args.csv, args.markdown) if p]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -11,7 +11,9 @@ from typing import Any, Dict, List, Optional, Union
 
 import attrs
 
-from .reports import csvtable, htmlpage, junit, markdown
+from .reports import csvtable, htmlpage
+from .reports import junit as junit_report
+from .reports import markdown as markdown_report
 from .reports.common import counts
 from .results import CaseResult, RunInfo, Status, dumps
 from .store import read_jsonl
@@ -92,23 +94,23 @@ class RunReport:
         self,
         *,
         jsonl: Optional[PathLike] = None,
-        junit_xml: Optional[PathLike] = None,
+        junit: Optional[PathLike] = None,
         html: Optional[PathLike] = None,
         csv: Optional[PathLike] = None,
-        markdown_md: Optional[PathLike] = None,
+        markdown: Optional[PathLike] = None,
     ) -> None:
         """Write any of the formats (``jsonl`` writes a fresh file with every result)."""
         if jsonl is not None:
             lines = [dumps(self.run), *(dumps(c) for c in self.cases)]
             Path(jsonl).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        if junit_xml is not None:
-            junit.write(junit_xml, self.run, self.cases)
+        if junit is not None:
+            junit_report.write(junit, self.run, self.cases)
         if html is not None:
             htmlpage.write(html, self.run, self.cases)
         if csv is not None:
             csvtable.write(csv, self.cases)
-        if markdown_md is not None:
-            markdown.write(markdown_md, self.run, self.cases)
+        if markdown is not None:
+            markdown_report.write(markdown, self.run, self.cases)
 
     def write_dir(self, directory: PathLike) -> Dict[str, Path]:
         """Every format into ``directory`` (``junit.xml``, ``report.html``, ``results.csv``,
@@ -122,16 +124,13 @@ class RunReport:
             "markdown": folder / "summary.md",
         }
         self.write(
-            junit_xml=paths["junit"],
-            html=paths["html"],
-            csv=paths["csv"],
-            markdown_md=paths["markdown"],
+            junit=paths["junit"], html=paths["html"], csv=paths["csv"], markdown=paths["markdown"]
         )
         return paths
 
     def markdown(self) -> str:
         """The Markdown summary as text."""
-        return markdown.render(self.run, self.cases)
+        return markdown_report.render(self.run, self.cases)
 
     # --- notebooks -------------------------------------------------------------------------------
 
