@@ -122,20 +122,25 @@ def test_round_trip_audio_both_ways(
     assert heard.answer is not None
     assert "m=audio" in heard.answer
     # The emulator got the client's question: found by correlation, and as long as it was.
-    correlation, at = best_match(heard.received, question)
-    assert correlation > MIN_CORRELATION, correlation
-    assert abs(active_seconds(heard.received, at, 2.0) - 2.0) < 0.1
+    heard_corr, at = best_match(heard.received, question)
+    assert heard_corr > MIN_CORRELATION, heard_corr
+    heard_seconds = active_seconds(heard.received, at, 2.0)
+    assert abs(heard_seconds - 2.0) < 0.1
     [utterance] = heard.utterances
     assert abs((utterance.end - utterance.start) / SAMPLE_RATE - 2.0) < 0.1
 
     # The client recorded the emulator's greeting, in the WAV file too.
     recorded = load_audio(tmp_path / "a.wav")
     assert abs(len(recorded) - len(call.agent_audio)) <= 2 * FRAME * 2
-    correlation, at = best_match(recorded, voice.greeting or b"")
-    assert correlation > MIN_CORRELATION, correlation
-    assert abs(active_seconds(recorded, at, 1.5) - 1.5) < 0.1
+    recorded_corr, at = best_match(recorded, voice.greeting or b"")
+    assert recorded_corr > MIN_CORRELATION, recorded_corr
+    recorded_seconds = active_seconds(recorded, at, 1.5)
+    assert abs(recorded_seconds - 1.5) < 0.1
     assert time.monotonic() - started < 20
-    print(f"question correlation/greeting correlation/latency: {correlation:.4f} {reply.latency}")
+    print(
+        f"\nquestion heard: r={heard_corr:.4f}, {heard_seconds:.2f} s; greeting recorded: "
+        f"r={recorded_corr:.4f}, {recorded_seconds:.2f} s; reply latency {reply.latency:.3f} s"
+    )
 
 
 def test_turns_latency_and_agent_hangup(voice: EmulatorVoice, tmp_path: Path) -> None:

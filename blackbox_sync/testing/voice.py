@@ -22,6 +22,7 @@ What aiortc cannot do: answer or offer plain ``RTP/SAVP`` media without DTLS (SD
 send ``telephone-event``; the profile is only a label to it, so the emulator rewrites it.
 """
 
+import importlib.util
 import ipaddress
 import threading
 from typing import Callable, List, Optional, Sequence, Union
@@ -147,6 +148,10 @@ class EmulatorVoice:
         connect_timeout: float = 10.0,
         ice_addresses: Optional[Sequence[str]] = None,
     ) -> None:
+        if importlib.util.find_spec("aiortc") is None:  # fail here, not inside a connection
+            raise ImportError(
+                "the emulator's voice mode needs aiortc: pip install 'blackbox-sync[voice]'"
+            )
         self.greeting = _audio(greeting)
         self.speak = speak
         self.transcribe = transcribe

@@ -294,6 +294,6 @@ def _decode_with_av(path: str) -> bytes:
                     chunks.append(bytes(out.planes[0])[: out.samples * SAMPLE_WIDTH])
         for out in resampler.resample(None):
             chunks.append(bytes(out.planes[0])[: out.samples * SAMPLE_WIDTH])
-    except (StopIteration, av.FFmpegError) as exc:
-        raise ValueError(f"{path}: no audio could be decoded ({exc})") from exc
+    except Exception as exc:  # FFmpeg's errors (their names vary across PyAV versions)
+        raise ValueError(f"{path}: no audio could be decoded ({exc!r})") from exc
     return b"".join(chunks)
