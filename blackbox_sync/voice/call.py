@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import wave
-from typing import Any, Callable, Deque, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, List, Optional, Sequence, Set, Union
 
 from blackbox_sync.conversation import Conversation
 from blackbox_sync.errors import BlackBoxError, ConnectionClosedError
@@ -142,6 +142,7 @@ class VoiceCall:
         self._stopped = False
         self._finished = False
         self._stop_lock = threading.Lock()
+        self._texts_seen: Set[int] = set()  # a text replayed from history may also arrive live
 
         if isinstance(audio, WavSequence):
             self._sequence = audio
@@ -360,6 +361,9 @@ class VoiceCall:
             return
         closed: Optional[AgentTurn] = None
         with self._cond:
+            if id(message) in self._texts_seen:  # the history keeps it alive: ids stay unique
+                return
+            self._texts_seen.add(id(message))
             if message.source == "assistant":
                 self._tracker.agent_text(message.text)
             elif message.source == "user":
