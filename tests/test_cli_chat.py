@@ -29,6 +29,12 @@ from blackbox_sync.testing import (
 
 pexpect = pytest.importorskip("pexpect")
 
+# Python 3.12+ warns that forking a process with threads (the emulator's) may deadlock the child;
+# pexpect's child calls exec at once, before touching any lock, so the warning does not apply.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of forkpty:DeprecationWarning"
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 ORDER_AGENT = ROOT / "examples" / "agents" / "order-support.yaml"
 PROMPT = "you> "

@@ -76,8 +76,8 @@ def test_the_notebook_runs_in_a_kernel_against_the_emulator(tmp_path: Path) -> N
     assert "Order ORD-12345 is shipped." in reply
     assert "checkOrderStatus" in reply
     assert "tool request" in html_of(cell_with("reply.tool_requests[0]"))
-    printed = "".join(o.get("text", "") for o in cell_with('@conversation.on("text")').outputs)
-    assert "assistant: Order ORD-777 is shipped." in printed  # from the reader thread
+    printed = "".join(o.get("text", "") for o in cell_with('conversation.on("text"').outputs)
+    assert "assistant: Order ORD-777 is shipped." in printed  # seen by a reader-thread callback
     transcript = html_of(cell_with("conversation.transcript"))
     assert "bb-transcript" in transcript
     assert "And ORD-777?" in transcript
