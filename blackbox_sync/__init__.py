@@ -53,15 +53,18 @@ from .state import Phase, TurnRule
 if TYPE_CHECKING:
     from . import webhooks
     from .rest import ApiConnectionError, Client, RetryPolicy
+    from .voice import VoiceCall
 
 logging.getLogger("blackbox_sync").addHandler(logging.NullHandler())
 
-# The REST half pulls in requests; it loads on first use so chat-only programs start faster.
+# The REST half pulls in requests and voice pulls in aiortc: both load on first use, so
+# chat-only programs start faster and optional extras stay optional.
 _LAZY = {
     "Client": "blackbox_sync.rest",
     "RetryPolicy": "blackbox_sync.rest",
     "ApiConnectionError": "blackbox_sync.rest",
     "webhooks": "blackbox_sync.webhooks",
+    "VoiceCall": "blackbox_sync.voice",
 }
 
 
@@ -117,6 +120,7 @@ __all__ = [
     "TurnRule",
     "UnknownMessage",
     "UsageError",
+    "VoiceCall",
     "__version__",
     "webhooks",
 ]

@@ -10,7 +10,18 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from .callbacks import Callback, Callbacks, ErrorCallback, Key
 from .connection import Connection
@@ -44,6 +55,9 @@ from .state import ConversationState, Phase, TurnRule
 from .tools import ToolHandler, ToolRunner
 from .urls import check_transport_security, websocket_url
 
+if TYPE_CHECKING:
+    from .voice import VoiceCall
+
 log = logging.getLogger("blackbox_sync.conversation")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,7 +84,7 @@ class Conversation:
         api_key: Optional[str] = None,
         base_url: Optional[str] = None,
         url: Optional[str] = None,
-        call_type: str = "chat",
+        call_type: Optional[str] = None,
         additional_data: Optional[Dict[str, Any]] = None,
         endpoint: Optional[str] = None,
         agent_id: Optional[str] = None,
@@ -91,6 +105,7 @@ class Conversation:
         reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
         allow_insecure: bool = False,
+        voice: "Optional[VoiceCall]" = None,
     ) -> None:
         if not token and not api_key and url is None:
             raise UsageError("Conversation needs a web integration token or an API key")
@@ -98,7 +113,7 @@ class Conversation:
         self._api_key = Secret(api_key or "")
         self._url = Secret(websocket_url(base_url=base_url, url=url, token=token, api_key=api_key))
         check_transport_security(self._url.reveal(), allow_insecure)
-        self.call_type = call_type
+        self.call_type = call_type or ("webCall" if voice is not None else "chat")
         self.additional_data = dict(additional_data or {})
         self.endpoint = endpoint
         self.agent_id = agent_id
@@ -138,6 +153,7 @@ class Conversation:
             timeout=tool_timeout,
             max_pending=max_pending_tools,
         )
+        self.voice = voice.attach(self) if voice is not None else None
 
     # --- information -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .agent_file import AgentFileError
 from .faults import DropAfter
 from .options import EmulatorOptions
 from .records import ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
+from .voice import EmulatorVoice, VoiceCallRecord
 
 if TYPE_CHECKING:
     from .emulator import Emulator, serve
@@ -34,6 +35,7 @@ __all__ = [
     "DropAfter",
     "Emulator",
     "EmulatorOptions",
+    "EmulatorVoice",
     "End",
     "FrameRecord",
     "Pause",
@@ -43,6 +45,7 @@ __all__ = [
     "SendRaw",
     "TokenGrant",
     "ToolCallRecord",
+    "VoiceCallRecord",
     "serve",
 ]
 
