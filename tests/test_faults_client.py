@@ -72,11 +72,6 @@ class TestConnect:
             conv.connect(timeout=5)
         assert conv.closed
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: connect() after a refused handshake waits close_timeout for a reader "
-        "thread that never started (Conversation._establish: connection.wait_closed)",
-    )
     def test_a_refused_connect_returns_within_its_timeout(self, emulator: Emulator) -> None:
         emulator.arm_fault(Refuse(503))
         conv = conversation(emulator, close_timeout=4)
@@ -116,12 +111,6 @@ class TestConnect:
         with returns_within(5 + GRACE), pytest.raises(bb.ConnectionClosedError):
             conv.connect(timeout=5)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: a close after initialize and before the connection event raises "
-        "OperationTimeout('no connection event within N s') at once, not ConnectionClosedError "
-        "with the close code",
-    )
     @pytest.mark.parametrize("code", [1000, 1011, 4000])
     def test_closed_after_initialize_raises_connection_closed(
         self, emulator: Emulator, code: int
