@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -19,6 +20,7 @@ import blackbox_sync as bb
 from blackbox_sync.rest import Client, RetryPolicy
 from blackbox_sync.testing import Emulator, Rule, ScriptedAgent
 
+ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20
 SECRET_KEY = "key-SECRET-0123456789"
 
@@ -36,6 +38,7 @@ def cli(*args: str, env: Optional[Dict[str, str]] = None) -> "subprocess.Complet
         text=True,
         timeout=TIMEOUT,
         env=env if env is not None else clean_env(),
+        cwd=str(ROOT),
         check=False,
     )
 
@@ -226,6 +229,27 @@ def test_the_qa_command_is_wired_in_when_the_qa_runner_is_installed() -> None:
     out = cli("qa", "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: blackbox-sync qa")
+
+
+def test_the_qa_example_through_this_command(tmp_path: Any) -> None:
+    """The README's QA step: the example suite's smoke conversations pass on the emulator."""
+    pytest.importorskip("blackbox_sync.qa.cli")
+    out = cli(
+        "qa",
+        "run",
+        "examples/qa/suite.yaml",
+        "--target",
+        "emulator",
+        "--tag",
+        "smoke",
+        "-o",
+        str(tmp_path / "qa-report"),
+        "--progress",
+        "none",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 failed, 0 errors" in out.stdout
+    assert (tmp_path / "qa-report" / "junit.xml").is_file()
 
 
 def test_other_commands_do_not_import_the_qa_runner() -> None:

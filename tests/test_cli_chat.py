@@ -28,6 +28,8 @@ from blackbox_sync.testing import (
 )
 
 pexpect = pytest.importorskip("pexpect")
+if not hasattr(pexpect, "spawn"):  # Windows: no pseudo-terminals
+    pytest.skip("pexpect.spawn needs a POSIX pty", allow_module_level=True)
 
 # Python 3.12+ warns that forking a process with threads (the emulator's) may deadlock the child;
 # pexpect's child calls exec at once, before touching any lock, so the warning does not apply.
