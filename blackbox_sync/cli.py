@@ -248,19 +248,16 @@ def _rest(action: Callable[["Client", argparse.Namespace], Any]) -> Run:
     """Wrap a REST action: open the client, print its answer, map errors to exit statuses."""
 
     def run(args: argparse.Namespace) -> int:
-        from .errors import ApiError
+        from .errors import ApiError, ProtocolError
         from .rest import ApiConnectionError
 
         try:
             with _client(args) as client:
                 action(client, args)
-        except ApiError as exc:
+        except (ApiError, ApiConnectionError, ProtocolError) as exc:  # the service failed
             print(f"blackbox-sync {args.command}: {exc}", file=sys.stderr)
             return FAILED
-        except ApiConnectionError as exc:
-            print(f"blackbox-sync {args.command}: {exc}", file=sys.stderr)
-            return FAILED
-        except BlackBoxError as exc:  # no API key, a bad base URL
+        except BlackBoxError as exc:  # no API key, a bad base URL, a bad --data
             print(f"blackbox-sync {args.command}: {exc}", file=sys.stderr)
             return USAGE
         return 0
