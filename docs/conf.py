@@ -45,7 +45,9 @@ def _missing(modules: List[str]) -> List[str]:
 
 
 # The voice extra (aiortc, PyAV) is large and only needed to run calls, not to document them.
-autodoc_mock_imports = _missing(["aiortc", "av", "jsonschema", "tqdm", "pandas", "distributed"])
+autodoc_mock_imports = _missing(
+    ["aiortc", "av", "numpy", "jsonschema", "tqdm", "pandas", "distributed"]
+)
 
 html_theme = "alabaster"
 html_title = f"blackbox_sync {release}"
