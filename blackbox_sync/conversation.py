@@ -466,7 +466,7 @@ class Conversation:
                 # A reconnect swaps in a new state: this turn belongs to the one it started on.
                 state = self._state
                 if text is not None:
-                    state.begin_turn(time.monotonic())
+                    state.begin_turn(time.monotonic(), text)
             if text is not None:
                 self._send_message(IncomingChatMessage(text))
             return self._await_turn(state, deadline, timeout, quiet)

@@ -11,6 +11,10 @@ complete when one of these happens, checked in this order:
 2. the turn has at least one final assistant text, no tool request is waiting for this client's
    answer, and nothing counted as activity happened for ``quiet_period`` seconds.
 
+When the service echoes the user's message (a ``text`` frame with ``source: "user"``), agent
+texts that arrived before the echo belong to the previous turn (a greeting still streaming in) and
+are dropped from this reply. Without an echo nothing is dropped.
+
 Activity is a final, non-filler assistant text, a tool request, the client's tool answer, and the
 service's ``toolCall``/``toolCallResult``. Filler texts (``"um"``) and partial texts are kept in
 the turn's messages but are neither reply text nor activity: a filler alone never completes a turn
@@ -83,6 +87,9 @@ class Turn:
     pending_tools: Set[str] = attrs.field(factory=set)
     first_text_at: Optional[float] = None
     last_activity: Optional[float] = None
+    user_text: Optional[str] = None
+    """The user's message that opened this turn (``None`` for the opening turn)."""
+    echo_seen: bool = False
 
 
 @attrs.define
@@ -115,17 +122,19 @@ class ConversationState:
         turn = self.turn
         turn.messages.append(message)
         if isinstance(message, Event):
-            self._on_event(message)
+            self._on_event(message, now)
         elif isinstance(message, TextMessage):
-            self._mark_ready()
-            if message.from_assistant:
+            self._mark_ready(now)
+            if self._is_echo(message):
+                self._drop_previous_turn_tail(message)
+            elif message.from_assistant:
                 if turn.first_text_at is None:
                     turn.first_text_at = now
                 if not message.partial and not self.rule.is_filler(message.text):
                     turn.texts.append(message.text)
                     turn.last_activity = now
         elif isinstance(message, ToolRequest):
-            self._mark_ready()
+            self._mark_ready(now)
             turn.tool_requests.append(message)
             if message.id not in self.answered_tools:  # a repeated request is answered once
                 turn.pending_tools.add(message.id)
@@ -144,9 +153,9 @@ class ConversationState:
         """Record a frame this client sent (it joins the history, not the agent's turn)."""
         self.history.append(message)
 
-    def begin_turn(self, now: float) -> None:
-        """Start a new agent turn: called just before the user's message goes out."""
-        self.turn = Turn(started_at=now)
+    def begin_turn(self, now: float, user_text: Optional[str] = None) -> None:
+        """Start a new agent turn: called just before the user's message ``user_text`` goes out."""
+        self.turn = Turn(started_at=now, user_text=user_text)
         if self._end is TurnEnd.ERROR:
             self._end = None
 
@@ -209,10 +218,10 @@ class ConversationState:
 
     # --- rules -----------------------------------------------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: Event, now: float) -> None:
         if event.name in READY_EVENTS:
             self.record_id = event.record_id or self.record_id
-            self._mark_ready()
+            self._mark_ready(now)
         elif event.name == "closed":
             self.closed_event = True
             self._finish(TurnEnd.CLOSED_EVENT)
@@ -226,9 +235,32 @@ class ConversationState:
                     raw={"data": event.data},
                 )
 
-    def _mark_ready(self) -> None:
+    def _mark_ready(self, now: float) -> None:
         if self.phase is Phase.CONNECTING:
             self.phase = Phase.READY
+            if self.turn.user_text is None:
+                self.turn.started_at = now  # the opening turn (a greeting) is timed from here
+
+    def _is_echo(self, message: TextMessage) -> bool:
+        turn = self.turn
+        return (
+            message.source == "user"
+            and not turn.echo_seen
+            and turn.user_text is not None
+            and message.text.strip() == turn.user_text.strip()
+        )
+
+    def _drop_previous_turn_tail(self, echo: TextMessage) -> None:
+        # The service echoes the user's message before answering it. Agent texts that arrived
+        # between our send and the echo finish the previous turn (a greeting still streaming in,
+        # say), so they are not part of this reply. Pending tool requests still hold the turn.
+        turn = self.turn
+        turn.echo_seen = True
+        if turn.texts or turn.first_text_at is not None:
+            turn.messages = [m for m in turn.messages if isinstance(m, ToolRequest)] + [echo]
+            turn.texts = []
+            turn.first_text_at = None
+            turn.last_activity = None if not turn.pending_tools else turn.last_activity
 
     def _finish(self, reason: TurnEnd) -> None:
         self.phase = Phase.ENDED

@@ -174,3 +174,33 @@ def test_turn_rule_validation() -> None:
     with pytest.raises(ValueError, match="quiet_period"):
         TurnRule(quiet_period=-1)
     assert TurnRule(fillers=["Um ", "UH"]).fillers == ("uh", "um")
+
+
+def test_texts_before_the_echo_finish_the_previous_turn() -> None:
+    state = ConversationState(rule=TurnRule(quiet_period=1.0))
+    state.receive(bb.Event(name="connection"), 5.0)
+    state.receive(assistant("Hello!"), 5.2)
+    state.begin_turn(5.3, "where is my order?")
+    state.receive(assistant("How can I help?"), 5.4)  # the greeting's second half
+    state.receive(bb.TextMessage(source="user", text="where is my order?"), 5.5)
+    assert state.turn_end(7.0) is None
+    state.receive(assistant("It shipped."), 6.0)
+    reply = state.reply(7.0, bb.TurnEnd.QUIET)
+    assert state.turn_end(7.0) is bb.TurnEnd.QUIET
+    assert reply.text == "It shipped."
+    assert reply.latency == pytest.approx(0.7)
+
+
+def test_without_an_echo_nothing_is_dropped() -> None:
+    state = ready_state()
+    state.begin_turn(10.0, "hi")
+    state.receive(assistant("Hello there."), 10.1)
+    state.receive(bb.TextMessage(source="user", text="something else"), 10.2)
+    assert state.turn.texts == ["Hello there."]
+
+
+def test_the_opening_turn_is_timed_from_the_connection_event() -> None:
+    state = ConversationState()
+    state.receive(bb.Event(name="connection"), 100.0)
+    state.receive(assistant("Hi!"), 100.4)
+    assert state.reply(102.0, bb.TurnEnd.QUIET).latency == pytest.approx(0.4)
