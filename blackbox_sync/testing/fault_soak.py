@@ -12,6 +12,7 @@ import gc
 import os
 import threading
 import time
+import tracemalloc
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attrs
@@ -126,12 +127,16 @@ class Usage:
     fds: Optional[int]
     rss: Optional[int]
     """Resident memory in bytes."""
+    heap: Optional[int] = None
+    """Bytes of live Python objects, when :mod:`tracemalloc` is tracing."""
 
     @classmethod
     def now(cls) -> "Usage":
         """Measure, after a full garbage collection."""
         gc.collect()
-        return cls(threading.active_count(), _open_fds(), _rss())
+        fds, rss = _open_fds(), _rss()  # first: the first call may import psutil
+        heap = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+        return cls(threading.active_count(), fds, rss, heap)
 
 
 @attrs.define
@@ -150,6 +155,14 @@ class SoakReport:
     def untyped(self) -> List[str]:
         """Outcomes that were neither completed nor a typed error."""
         return [o for o in self.outcomes if o.startswith("untyped:")]
+
+    @property
+    def heap_growth_kib(self) -> Optional[float]:
+        """Live Python objects after minus before, in KiB (a leak shows here, not in RSS,
+        which also holds what the allocator keeps for reuse)."""
+        if self.before.heap is None or self.after.heap is None:
+            return None
+        return (self.after.heap - self.before.heap) / 1024
 
     @property
     def rss_growth_mib(self) -> Optional[float]:
@@ -174,6 +187,9 @@ class SoakReport:
             f"RSS {_mib(self.before.rss)} -> {_mib(self.after.rss)} MiB"
             + (f" ({growth:+.1f} MiB)" if growth is not None else ""),
         ]
+        heap = self.heap_growth_kib
+        if heap is not None:
+            lines.append(f"  Python heap {heap:+.1f} KiB (tracemalloc)")
         return "\n".join(lines)
 
 
@@ -184,16 +200,21 @@ def soak(
     concurrency: int = 1,
     rate: float = 0.05,
     warmup: int = 20,
+    trace_heap: bool = False,
     **options: Any,
 ) -> SoakReport:
     """Run ``count`` conversations, ``concurrency`` at a time (1: one after another), with the
     :func:`chaos` faults armed at ``rate``. ``warmup`` fault-free conversations first bring the
-    process to its steady state, so that the memory figure shows growth, not start-up."""
+    process to its steady state, so that the memory figure shows growth, not start-up.
+    ``trace_heap`` also counts live Python objects with :mod:`tracemalloc` (slower)."""
     emu.default_agent = soak_agent()
     for _ in range(warmup):
         one_conversation(emu, **options)
     _settle(emu)
     emu.default_agent = soak_agent()  # reset() brought back the emulator's first agent
+    tracing = trace_heap and not tracemalloc.is_tracing()
+    if tracing:
+        tracemalloc.start()
     before = Usage.now()
     for fault in chaos(rate):
         emu.arm_fault(fault)
@@ -218,6 +239,7 @@ def soak(
             thread.start()
         for thread in threads:
             thread.join()
+        del threads  # not to be counted as live objects below
     seconds = time.monotonic() - started
     emu.disarm_faults()
     firings: Dict[str, int] = {}
@@ -225,6 +247,8 @@ def soak(
         firings[firing.kind] = firings.get(firing.kind, 0) + 1
     _settle(emu)
     after = Usage.now()
+    if tracing:
+        tracemalloc.stop()
     mode = "sequential" if concurrency <= 1 else f"{concurrency} concurrent"
     return SoakReport(mode, count, seconds, outcomes, firings, before, after)
 
