@@ -6,6 +6,7 @@ not absolute claims:
 * ``raw``: websocket-client ``recv()`` + ``json.loads`` (UTF-8 checked by Python's decode);
 * ``raw-validating``: the same with websocket-client's own (pure-Python) UTF-8 validation;
 * ``naive-app``: ``websocket.WebSocketApp`` with ``json.loads`` in ``on_message``;
+* ``websockets``: the ``websockets`` library's sync client, ``recv()`` + ``json.loads``;
 * ``blackbox_sync``: a ``Conversation`` whose ``on("text")`` callback counts typed ``TextMessage``s.
 
 The server is a separate process that completes the WebSocket handshake and then writes
@@ -103,6 +104,14 @@ def raw_loop(url: str, count: int, validate: bool) -> None:
     ws.close()
 
 
+def websockets_loop(url: str, count: int) -> None:
+    from websockets.sync.client import connect
+
+    with connect(url, compression=None, max_size=None) as ws:
+        for _ in range(count + 1):
+            json.loads(ws.recv())
+
+
 def naive_app_loop(url: str, count: int) -> None:
     seen = [0]
 
@@ -142,6 +151,7 @@ def main() -> int:
         "raw": lambda url, n: raw_loop(url, n, validate=False),
         "raw-validating": lambda url, n: raw_loop(url, n, validate=True),
         "naive-app": naive_app_loop,
+        "websockets": websockets_loop,
         "blackbox_sync": blackbox_loop,
     }
     listener = socket.socket()
@@ -167,6 +177,7 @@ def main() -> int:
         print(f"  {name:15s} {best[name]:>10,.0f} frames/s  ({statistics.median(values):,.0f})")
     print(f"blackbox_sync / fastest raw loop: {best['blackbox_sync'] / fastest_raw:.2f}x  (target >= 0.7)")
     print(f"blackbox_sync / naive WebSocketApp: {best['blackbox_sync'] / best['naive-app']:.2f}x  (target >= 3)")
+    print(f"blackbox_sync / websockets sync client: {best['blackbox_sync'] / best['websockets']:.2f}x")
     return 0
 
 

@@ -9,6 +9,7 @@ measured before and after, with every connection closed on both sides.
 """
 
 import gc
+import importlib
 import os
 import threading
 import time
@@ -258,13 +259,18 @@ def _settle(emu: Emulator) -> None:
     emu.reset()
 
 
-def _open_fds() -> Optional[int]:
+def _psutil() -> Any:
+    # Optional (not a dependency); imported by name so that type checking needs no stubs.
     try:
-        import psutil
+        return importlib.import_module("psutil")
+    except ImportError:
+        return None
 
+
+def _open_fds() -> Optional[int]:
+    psutil = _psutil()
+    if psutil is not None and hasattr(psutil.Process(), "num_fds"):
         return int(psutil.Process().num_fds())
-    except (ImportError, AttributeError):
-        pass
     try:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -272,12 +278,9 @@ def _open_fds() -> Optional[int]:
 
 
 def _rss() -> Optional[int]:
-    try:
-        import psutil
-
+    psutil = _psutil()
+    if psutil is not None:
         return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        pass
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
