@@ -9,17 +9,20 @@ the connection, but only with a typed error and without the reader's last-resort
 
 CI sends 10,000 frames in a fixed (derandomized) sequence. For a longer, random run::
 
-    BLACKBOX_FUZZ_FRAMES=200000 BLACKBOX_FUZZ_SEED=random python -m pytest tests/test_fuzz_frames.py
+    BLACKBOX_FUZZ_FRAMES=200000 BLACKBOX_FUZZ_SEED=random \
+        python -m pytest tests/test_fuzz_frames.py -s
+
+(``BLACKBOX_FUZZ_SEED=<number>`` replays one seed.)
 """
 
 import json
 import logging
 import os
 import threading
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import blackbox_sync as bb
@@ -36,15 +39,19 @@ SENTINEL = "fuzzSentinel"
 Frame = Union[str, bytes]
 
 
-def fuzz_settings(examples: int) -> Any:
-    """Derandomized (the same frames every CI run) unless BLACKBOX_FUZZ_SEED is set."""
-    return settings(
+def fuzz_settings(examples: int) -> Callable[[Any], Any]:
+    """Derandomized (the same frames every CI run) unless BLACKBOX_FUZZ_SEED is set: a number
+    replays that seed, anything else (``random``) draws a new one (hypothesis prints it)."""
+    configured = settings(
         max_examples=examples,
         deadline=None,
         database=None,
         derandomize=not SEED,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    if SEED.isdigit():
+        return lambda test: seed(int(SEED))(configured(test))
+    return configured
 
 
 # --- strategies ----------------------------------------------------------------------------------
