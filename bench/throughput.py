@@ -51,7 +51,13 @@ def stream(count: int) -> bytes:
     """A ``connection`` event, ``count`` assistant texts, and a close frame."""
     frames = [
         json.dumps(
-            {"type": "event", "timestamp": "2025-06-09T10:00:00.000Z", "channelId": None, "name": "connection", "data": {"recordId": "bench"}}
+            {
+                "type": "event",
+                "timestamp": "2025-06-09T10:00:00.000Z",
+                "channelId": None,
+                "name": "connection",
+                "data": {"recordId": "bench"},
+            }
         ).encode()
     ]
     for i in range(count):
@@ -61,7 +67,11 @@ def stream(count: int) -> bytes:
                     "type": "text",
                     "timestamp": "2025-06-09T10:00:01.123Z",
                     "channelId": None,
-                    "content": {"source": "assistant", "text": f"Sentence number {i} of the agent's long, split reply — ünïcode too."},
+                    "content": {
+                        "source": "assistant",
+                        "text": f"Sentence number {i} of the agent's long, split reply"
+                        " — ünïcode too.",
+                    },
                 },
                 ensure_ascii=False,
             ).encode()
@@ -142,7 +152,9 @@ def blackbox_loop(url: str, count: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -158,7 +170,9 @@ def main() -> int:
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     url = f"ws://127.0.0.1:{listener.getsockname()[1]}/api/v1/ws/webCall"
-    server = multiprocessing.Process(target=serve, args=(listener, args.frames, len(loops) * args.rounds), daemon=True)
+    server = multiprocessing.Process(
+        target=serve, args=(listener, args.frames, len(loops) * args.rounds), daemon=True
+    )
     server.start()
 
     rates: Dict[str, List[float]] = {name: [] for name in loops}
@@ -175,9 +189,10 @@ def main() -> int:
     print(f"{args.frames} frames x {args.rounds} rounds, best round per loop (median in brackets)")
     for name, values in rates.items():
         print(f"  {name:15s} {best[name]:>10,.0f} frames/s  ({statistics.median(values):,.0f})")
-    print(f"blackbox_sync / fastest raw loop: {best['blackbox_sync'] / fastest_raw:.2f}x  (target >= 0.7)")
-    print(f"blackbox_sync / naive WebSocketApp: {best['blackbox_sync'] / best['naive-app']:.2f}x  (target >= 3)")
-    print(f"blackbox_sync / websockets sync client: {best['blackbox_sync'] / best['websockets']:.2f}x")
+    ours = best["blackbox_sync"]
+    print(f"blackbox_sync / fastest raw loop: {ours / fastest_raw:.2f}x  (target >= 0.7)")
+    print(f"blackbox_sync / naive WebSocketApp: {ours / best['naive-app']:.2f}x  (target >= 3)")
+    print(f"blackbox_sync / websockets sync client: {ours / best['websockets']:.2f}x")
     return 0
 
 
