@@ -305,7 +305,7 @@ class TestAsk:
     def test_wait_for_reply_honours_its_timeout(self, connect: Connect, emulator: Emulator) -> None:
         emulator.default_agent = ScriptedAgent(greeting="Hello!")
         emulator.arm_fault(Stall(when="event"))  # after the connection event: no greeting
-        conv = connect(ping_interval=None)
+        conv = connect(ping_interval=None, close_timeout=CLOSE)
         with returns_within(0.5 + GRACE), pytest.raises(bb.AskTimeout):
             conv.wait_for_reply(timeout=0.5)
 
