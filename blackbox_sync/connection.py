@@ -112,6 +112,8 @@ class Connection:
         buffer = getattr(self._ws, "frame_buffer", None)
         if buffer is not None and hasattr(buffer, "recv"):
             buffer.recv = _ReadAhead(self._ws._recv)
+        if buffer is not None and hasattr(buffer, "recv_length"):
+            buffer.recv_length = self._checked_length(buffer)
         log.debug("connected to %s", self.display_url)
         self._last_received = time.monotonic()
         self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
@@ -254,6 +256,17 @@ class Connection:
                         ws.pong(frame.data)
             elif opcode == close:
                 return self._take_close_frame(frame.data)
+
+    def _checked_length(self, buffer: Any) -> Callable[[], None]:
+        # Refuse an oversized frame from its header, before its payload is read into memory.
+        read_length = buffer.recv_length
+
+        def recv_length() -> None:
+            read_length()
+            if buffer.length is not None and buffer.length > self.max_message_size:
+                raise _Fatal(CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes")
+
+        return recv_length
 
     def reschedule(self) -> None:
         """Ask the reader to re-read its timers (``on_tick``) before its next read."""

@@ -8,6 +8,7 @@ for tool handlers, created on the first tool request. ``close()`` joins all of t
 import functools
 import json
 import logging
+import ssl
 import threading
 import time
 from typing import (
@@ -104,6 +105,7 @@ class Conversation:
         max_pending_tools: int = 64,
         reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
         allow_insecure: bool = False,
         voice: "Optional[VoiceCall]" = None,
     ) -> None:
@@ -128,7 +130,8 @@ class Conversation:
         self.max_message_size = max_message_size
         self.max_frame_bytes = max_frame_bytes
         self.reconnect = reconnect
-        self.sslopt = sslopt
+        # websocket-client takes a ready SSLContext under the "context" key of its sslopt.
+        self.sslopt = {**(sslopt or {}), "context": ssl_context} if ssl_context else sslopt
         try:
             self._check_frame_size(self._initialize_message(), "additional_data")
         except (TypeError, ValueError) as exc:

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Optional, Set
 
 from .convert import unstructure
-from .errors import BlackBoxError, ToolError
+from .errors import BlackBoxError, ToolError, UsageError
 from .messages import ToolRequest, ToolResponse
 
 log = logging.getLogger("blackbox_sync.tools")
@@ -233,6 +233,14 @@ class ToolRunner:
     def _deliver(self, request: ToolRequest, result: Any) -> None:
         try:
             self._send(ToolResponse(id=request.id, result=result))
+        except UsageError as exc:  # the result cannot be sent (too large): the agent gets why
+            message = f"tool {request.tool_name!r} result cannot be sent: {exc}"
+            log.warning("tool request %r: %s", request.id, message)
+            self._report(ToolError(message, request.tool_name, request.id))
+            try:
+                self._send(ToolResponse(id=request.id, result={"error": message}))
+            except BlackBoxError as again:
+                log.warning("could not answer tool request %r: %s", request.id, again)
         except BlackBoxError as exc:
             log.warning("could not answer tool request %r: %s", request.id, exc)
         self._answered(request.id)
