@@ -295,7 +295,12 @@ class TestAsk:
         emulator.arm_fault(Duplicate(3, when="websocketToolRequest"))
         conv = connect(connect=False)
         runs: List[int] = []
-        conv.tool("count", lambda: runs.append(1) or len(runs))
+
+        def count() -> int:
+            runs.append(1)
+            return len(runs)
+
+        conv.tool("count", count)
         conv.connect(timeout=5)
         assert conv.ask("go", timeout=10).text == "done"
         conv.close()
@@ -358,9 +363,13 @@ class TestTerminateAndClose:
         emulator.arm_fault(Stall(when=On("incomingChatMessage", "client")))
         conv = connect(close_timeout=CLOSE, ping_interval=None)
         emulator_saw = threading.Event()
-        threading.Thread(
-            target=lambda: (emulator.wait_for_fault("Stall"), emulator_saw.set(), conv.close())
-        ).start()
+
+        def close_once_stalled() -> None:
+            emulator.wait_for_fault("Stall")
+            emulator_saw.set()
+            conv.close()
+
+        threading.Thread(target=close_once_stalled).start()
         with returns_within(2 * CLOSE + GRACE), pytest.raises(bb.ConnectionClosedError):
             conv.ask("hello?", timeout=30)
         assert emulator_saw.is_set()
@@ -462,6 +471,11 @@ class TestToolsUnderFaults:
         assert any(isinstance(e, bb.ToolError) for e in conv.errors)
 
 
+def note(event: bb.Reconnected, events: List[bb.Reconnected], done: threading.Event) -> None:
+    events.append(event)
+    done.set()
+
+
 class TestReconnect:
     FAST = bb.ReconnectPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.5)
 
@@ -471,7 +485,7 @@ class TestReconnect:
         conv = connect(reconnect=self.FAST, close_timeout=CLOSE)
         events: List[bb.Reconnected] = []
         done = threading.Event()
-        conv.on("reconnected", lambda e: (events.append(e), done.set()))
+        conv.on("reconnected", lambda e: note(e, events, done))
         first = conv.record_id
         three_texts.arm_fault(Close(1011, when=On("text", nth=2)))
         with pytest.raises(bb.ConnectionClosedError):
@@ -489,7 +503,7 @@ class TestReconnect:
         conv = connect(reconnect=self.FAST, close_timeout=CLOSE)
         done = threading.Event()
         events: List[bb.Reconnected] = []
-        conv.on(bb.Reconnected, lambda e: (events.append(e), done.set()))
+        conv.on(bb.Reconnected, lambda e: note(e, events, done))
         emulator.arm_fault(Refuse(503, times=2))
         emulator.drop_connection()
         assert done.wait(10)

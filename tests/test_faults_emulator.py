@@ -3,7 +3,7 @@
 import json
 import math
 import threading
-from typing import Any, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 import websocket
@@ -153,7 +153,7 @@ class TestConnectionFaults:
             thread.join(10)
             assert not thread.is_alive()
         finally:
-            sock.shutdown()
+            sock.shutdown()  # type: ignore[no-untyped-call]
             emu.stop()
 
 
@@ -165,7 +165,7 @@ def _not_json(raw: Any) -> bool:
     return False
 
 
-MALFORMED = {
+MALFORMED: Dict[str, Callable[[Any], bool]] = {
     "invalid_json": _not_json,
     "not_object": lambda raw: isinstance(json.loads(raw), list),
     "no_type": lambda raw: "type" not in json.loads(raw),
@@ -181,7 +181,7 @@ MALFORMED = {
 
 def _connect_quietly(sock: websocket.WebSocket, url: str) -> None:
     try:
-        sock.connect(url)
+        sock.connect(url)  # type: ignore[no-untyped-call]
     except (OSError, websocket.WebSocketException):
         pass
 
@@ -365,7 +365,7 @@ class TestArming:
             (lambda: Drop(times=0), ValueError),
             (lambda: Drop(probability=1.5), ValueError),
             (lambda: Malform("garbled"), ValueError),
-            (lambda: Drop(when=42), TypeError),
+            (lambda: Drop(when=42), TypeError),  # type: ignore[arg-type]
         ],
     )
     def test_bad_arguments(self, make: Any, error: type) -> None:

@@ -23,6 +23,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import blackbox_sync as bb
+from blackbox_sync.convert import LooseStr
 from blackbox_sync.messages import encode
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent, SendRaw
 from blackbox_sync.testing.faults import Close, Drop, On, Refuse, Stall, ws_frame
@@ -51,9 +52,12 @@ class TlsPeer:
             frame = json.loads(msg.data)
             if frame["type"] == "initialize":
                 self.initialized += 1
-                await ws.send_str(encode(bb.Event(name="connection", data={"recordId": "tls"})))
+                connected = bb.Event(name=LooseStr("connection"), data={"recordId": "tls"})
+                await ws.send_str(encode(connected))
             elif frame["type"] == "incomingChatMessage":
-                text = bb.TextMessage(source="assistant", text=f"secure: {frame['content']}")
+                text = bb.TextMessage(
+                    source=LooseStr("assistant"), text=f"secure: {frame['content']}"
+                )
                 await ws.send_str(encode(text))
             elif frame["type"] == "terminate":
                 await ws.send_str(encode(bb.ConversationResult(result={"status": "Completed"})))
@@ -291,7 +295,12 @@ def test_secrets_never_appear_in_logs_reprs_or_errors(
         policy = bb.ReconnectPolicy(max_attempts=2, initial_delay=0.01, jitter=0)
         again = bb.Conversation(token=token, base_url=emulator.base_url, reconnect=policy)
         reconnected = threading.Event()
-        again.on("reconnected", lambda e: (keep(e), reconnected.set()))
+
+        def on_reconnected(event: bb.Reconnected) -> None:
+            keep(event)
+            reconnected.set()
+
+        again.on("reconnected", on_reconnected)
         with again:
             emulator.drop_connection()
             assert reconnected.wait(5)
@@ -305,11 +314,12 @@ def test_secrets_never_appear_in_logs_reprs_or_errors(
         client = bb.Client(api_key=key, base_url=emulator.base_url)
         keep(client)
         agent = client.agents.create("Secret keeper", {"llmConfig": {"prompt": "hi"}})
-        integration = client.web_integrations.create(agent.agent_id, "widget")
+        integration = client.web_integrations.create(str(agent.agent_id), "widget")
         minted = client.web_integrations.create_token(integration.integration_id, name="t1")
-        keep(agent, integration, client.web_integrations.discover(minted.token))
+        minted_value = str(minted.token)
+        keep(agent, integration, client.web_integrations.discover(minted_value))
         raised(lambda: client.web_integrations.discover(token))
-        raised(lambda: client.web_integrations.discover(minted.token + "-nope"))
+        raised(lambda: client.web_integrations.discover(minted_value + "-nope"))
         raised(lambda: client.agents.get("no-such-agent"))
         raised(lambda: bb.Client(api_key=wrong_key, base_url=emulator.base_url).agents.list())
         keep(minted)
@@ -332,7 +342,7 @@ def test_secrets_never_appear_in_logs_reprs_or_errors(
     secrets = {"token": token, "api key": key, "wrong token": wrong_token, "wrong key": wrong_key}
     # The minted token's value is shown once, on purpose, in IntegrationToken.token; it must not
     # be anywhere else (its repr included).
-    secrets["minted token"] = minted.token
+    secrets["minted token"] = minted_value
     texts.remove(repr(minted))
     texts.remove(str(minted))
     blob = "\n".join(texts)
@@ -378,7 +388,7 @@ class RawServer:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
-        event = encode(bb.Event(name="connection", data={"recordId": "raw"})).encode()
+        event = encode(bb.Event(name=LooseStr("connection"), data={"recordId": "raw"})).encode()
         conn.sendall(_frame(event))
         self.conn = conn
         return conn
@@ -457,7 +467,7 @@ class TestBounds:
             counted[0] += 1
 
         conv.on("text", slow)
-        one = _frame(encode(bb.TextMessage(source="assistant", text="x" * 4000)).encode())
+        one = _frame(encode(bb.TextMessage(source=LooseStr("assistant"), text="x" * 4000)).encode())
         flood = one * 13_000  # about 52 MiB
         taken = push(conn, flood)  # returns once the client stops taking bytes
         release.set()
@@ -551,6 +561,12 @@ class TestBounds:
 
 # --- tool arguments are data ---------------------------------------------------------------------
 
+
+def remember(into: List[Any], value: Any, result: str) -> str:
+    into.append(value)
+    return result
+
+
 CODE_LIKE = [
     "__import__('os').system('touch /tmp/blackbox-pwned')",
     "{result.__class__.__mro__}",
@@ -566,7 +582,7 @@ def test_tool_arguments_are_passed_as_data_never_run(
     connect: Callable[..., bb.Conversation], emulator: Emulator, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    args = {
+    args: Dict[str, Any] = {
         f"a{i}": text.replace("/tmp/blackbox-pwned", str(marker))
         for i, text in enumerate(CODE_LIKE)
     }
@@ -579,7 +595,7 @@ def test_tool_arguments_are_passed_as_data_never_run(
     emulator.default_agent = ScriptedAgent([Rule("go", ["ok"], raw_frames=[request])])
     conv = connect(connect=False)
     seen: List[Dict[str, Any]] = []
-    conv.tool("record", lambda **kw: seen.append(kw) or "stored")
+    conv.tool("record", lambda **kw: remember(seen, kw, "stored"))
     conv.connect(timeout=5)
     conv.ask("go", timeout=5)
     assert seen == [args]
@@ -621,7 +637,7 @@ def test_arguments_that_do_not_fit_are_refused_not_coerced(
     emulator.default_agent = ScriptedAgent([Rule("go", ["ok"], raw_frames=[request])])
     conv = connect(connect=False)
     calls: List[Any] = []
-    conv.tool("strict", lambda order_id="": calls.append(order_id) or "ok")
+    conv.tool("strict", lambda order_id="": remember(calls, order_id, "ok"))
     conv.connect(timeout=5)
     conv.ask("go", timeout=5)
     (response,) = [f for f in emulator.frames if f.type == "websocketToolResponse"]
@@ -647,7 +663,7 @@ def test_any_json_arguments_arrive_exactly_as_sent(emulator: Emulator) -> None:
 
     emulator.default_agent = ScriptedAgent(handler=respond, echo=False)
     conv = bb.Conversation(token=emulator.token, base_url=emulator.base_url, quiet_period=0.01)
-    conv.tool("echo", lambda **kw: seen.append(kw) or "ok")
+    conv.tool("echo", lambda **kw: remember(seen, kw, "ok"))
     with conv:
 
         @settings(max_examples=60, deadline=None, database=None, derandomize=True)

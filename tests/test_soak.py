@@ -25,7 +25,7 @@ CONCURRENT = 200
 
 
 def _subclasses(cls: type) -> Set[type]:
-    found = set(cls.__subclasses__())
+    found: Set[type] = set(cls.__subclasses__())
     for sub in list(found):
         found |= _subclasses(sub)
     return found

@@ -26,7 +26,7 @@ Only this module's data classes live here (no aiohttp); the emulator applies the
 import json
 import math
 from datetime import datetime
-from typing import Any, Dict, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Protocol, Tuple, Union
 
 import attrs
 
@@ -284,13 +284,17 @@ class Replace(Fault):
     when: When = attrs.field(default=On("text"), converter=_when, kw_only=True)
 
 
+def _frames(value: Iterable[Any]) -> Tuple[Any, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Inject(Fault):
     """Send extra ``frames`` right after the matching frame (``before=True``: right before it).
 
     At :data:`OPEN` or on a client frame they go out at that moment."""
 
-    frames: Tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    frames: Tuple[Any, ...] = attrs.field(default=(), converter=_frames)
     before: bool = attrs.field(default=False, kw_only=True)
     when: When = attrs.field(default=On("event"), converter=_when, kw_only=True)
 
