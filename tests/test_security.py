@@ -4,7 +4,6 @@ text the library produces, bounded frames and queues, tool arguments never run a
 import asyncio
 import base64
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -169,11 +168,6 @@ class TestTls:
         with tls_peer.conversation(sslopt={"cert_reqs": ssl.CERT_NONE}) as conv:
             assert conv.ask("hi", timeout=5).text == "secure: hi"
 
-    @pytest.mark.xfail(
-        "ssl_context" not in inspect.signature(bb.Conversation).parameters,
-        strict=True,
-        reason="core: Conversation(ssl_context=...) is not implemented yet",
-    )
     def test_an_ssl_context(self, tls_peer: TlsPeer, ca: trustme.CA) -> None:
         context = ssl.create_default_context()
         ca.configure_trust(context)
@@ -441,12 +435,6 @@ def connect_raw(server: RawServer, **options: Any) -> Tuple[bb.Conversation, soc
 
 
 class TestBounds:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: the reader checks max_message_size only after websocket-client has read "
-        "a whole frame into memory, so one frame declaring 64 MiB is buffered in full (twice, "
-        "while joined) before the 1009 close; the declared length should be checked first",
-    )
     def test_an_oversized_frame_is_refused_from_its_header(self, raw_server: RawServer) -> None:
         conv, conn = connect_raw(raw_server, max_message_size=1024 * 1024)
         size = 64 * 1024 * 1024
@@ -540,11 +528,6 @@ class TestBounds:
             "still here"
         ]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: a tool result over max_frame_bytes is never answered (ToolRunner._deliver "
-        "logs the UsageError and drops it); the agent should get an error result instead",
-    )
     def test_a_tool_result_too_big_to_send_is_answered_with_an_error(
         self, connect: Callable[..., bb.Conversation], emulator: Emulator
     ) -> None:
