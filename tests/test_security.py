@@ -344,6 +344,48 @@ def test_secrets_never_appear_in_logs_reprs_or_errors(
     assert not leaks, f"secrets leaked: {leaks}\n" + _context(blob, secrets)
 
 
+def test_secrets_never_appear_in_qa_reports(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The example QA suite against the emulator as a *live* target -- with a token, and with an
+    API key that mints a token per conversation -- then every report format, the JSONL stream,
+    the logs at DEBUG and the reprs searched for the credentials."""
+    pytest.importorskip("yaml")
+    pytest.importorskip("jsonschema")
+    from blackbox_sync import qa
+
+    caplog.set_level(logging.DEBUG)
+    examples = Path(__file__).resolve().parent.parent / "examples" / "qa"
+    with Emulator(ScriptedAgent.from_file(examples / "agent.yaml")) as emu:
+        client = bb.Client(api_key=emu.api_key, base_url=emu.base_url)
+        agent = client.agents.create("QA", {"llmConfig": {"prompt": "hi"}})
+        integration = client.web_integrations.create(str(agent.agent_id), "qa")
+        texts: List[str] = []
+        targets = {
+            "token": qa.LiveTarget(base_url=emu.base_url, token=emu.token),
+            "minted": qa.LiveTarget(
+                base_url=emu.base_url,
+                api_key=emu.api_key,
+                integration_id=integration.integration_id,
+            ),
+        }
+        for name, target in targets.items():
+            report = qa.run(str(examples / "suite.yaml"), target=target)
+            assert sum(report.counts.values()) > 0
+            folder = tmp_path / name
+            report.write_dir(folder)
+            report.write(jsonl=folder / "results.jsonl")
+            texts += [path.read_text(encoding="utf-8") for path in sorted(folder.iterdir())]
+            texts += [repr(target), str(target), repr(report)]
+        tokens = {r.token for r in emu.conversations if r.token}
+    texts += [record.getMessage() for record in caplog.records]
+    blob = "\n".join(texts)
+    assert len(tokens) > 2  # the default token, and tokens minted per conversation
+    secrets = {"api key": emu.api_key, **{f"token {i}": t for i, t in enumerate(sorted(tokens))}}
+    leaks = {name: blob.count(value) for name, value in secrets.items() if value in blob}
+    assert not leaks, f"secrets leaked: {leaks}\n" + _context(blob, secrets)
+
+
 def _context(blob: str, secrets: Dict[str, str]) -> str:
     lines = []
     for value in secrets.values():
