@@ -13,10 +13,9 @@ import threading
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-import trustme
 from aiohttp import WSMsgType, web
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,9 @@ from blackbox_sync.convert import LooseStr
 from blackbox_sync.messages import encode
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent, SendRaw
 from blackbox_sync.testing.faults import Close, Drop, On, Refuse, Stall, ws_frame
+
+if TYPE_CHECKING:
+    import trustme
 
 # --- a TLS WebSocket peer ------------------------------------------------------------------------
 
@@ -95,12 +97,15 @@ class TlsPeer:
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
+def ca() -> "trustme.CA":
+    """A throwaway certificate authority (the test extra's ``trustme``)."""
+    ca_module = pytest.importorskip("trustme")
+    authority: trustme.CA = ca_module.CA()
+    return authority
 
 
 @pytest.fixture(scope="module")
-def pki(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
+def pki(ca: "trustme.CA", tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     """Throwaway PEM files: the CA, and a client certificate with its key."""
     folder = tmp_path_factory.mktemp("pki")
     client = ca.issue_cert("client.blackbox-sync.test")
@@ -115,7 +120,7 @@ def pki(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, s
     return {name: str(path) for name, path in files.items()}
 
 
-def server_context(ca: trustme.CA, *names: str, client_certs: bool = False) -> ssl.SSLContext:
+def server_context(ca: "trustme.CA", *names: str, client_certs: bool = False) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*(names or ("127.0.0.1", "localhost"))).configure_cert(context)
     if client_certs:
@@ -125,7 +130,7 @@ def server_context(ca: trustme.CA, *names: str, client_certs: bool = False) -> s
 
 
 @pytest.fixture
-def tls_peer(ca: trustme.CA) -> Iterator[TlsPeer]:
+def tls_peer(ca: "trustme.CA") -> Iterator[TlsPeer]:
     with TlsPeer(server_context(ca)) as peer:
         yield peer
 
@@ -142,14 +147,14 @@ class TestTls:
             assert conv.ask("hello", timeout=5).text == "secure: hello"
         assert conv.result is not None
 
-    def test_the_host_name_is_checked(self, ca: trustme.CA, pki: Dict[str, str]) -> None:
+    def test_the_host_name_is_checked(self, ca: "trustme.CA", pki: Dict[str, str]) -> None:
         with TlsPeer(server_context(ca, "elsewhere.test")) as peer:
             conv = peer.conversation(sslopt={"ca_certs": pki["ca"]})
             with pytest.raises(bb.ConnectionClosedError, match=r"(?i)hostname|match|IP address"):
                 conv.connect(timeout=5)
             assert peer.initialized == 0
 
-    def test_a_client_certificate(self, ca: trustme.CA, pki: Dict[str, str]) -> None:
+    def test_a_client_certificate(self, ca: "trustme.CA", pki: Dict[str, str]) -> None:
         with TlsPeer(server_context(ca, client_certs=True)) as peer:
             without = peer.conversation(sslopt={"ca_certs": pki["ca"]})
             with pytest.raises(bb.BlackBoxError):
@@ -168,7 +173,7 @@ class TestTls:
         with tls_peer.conversation(sslopt={"cert_reqs": ssl.CERT_NONE}) as conv:
             assert conv.ask("hi", timeout=5).text == "secure: hi"
 
-    def test_an_ssl_context(self, tls_peer: TlsPeer, ca: trustme.CA) -> None:
+    def test_an_ssl_context(self, tls_peer: TlsPeer, ca: "trustme.CA") -> None:
         context = ssl.create_default_context()
         ca.configure_trust(context)
         with tls_peer.conversation(ssl_context=context) as conv:
