@@ -192,7 +192,18 @@ class TestFrameFaults:
             emu.arm_fault(Delay(0.05, when=On("text", nth=2), times=None))
             client.chat("hi")
             assert texts([client.recv() for _ in range(3)]) == ["one", "two", "three"]
-        assert [f.kind for f in emu.fault_firings] == ["Delay", "Delay"]
+        assert [(f.kind, f.detail) for f in emu.fault_firings] == [("Delay", "0.050 s")] * 2
+
+    def test_random_draws_are_recorded(self, emu: Emulator) -> None:
+        with opened(emu) as client:
+            emu.arm_fault(Malform(when="text", times=None))
+            emu.arm_fault(Delay(Uniform(0.001, 0.002), when="text", times=None))
+            client.chat("hi")
+            assert len([client.recv() for _ in range(3)]) == 3
+        details = [(f.kind, f.detail) for f in emu.fault_firings]
+        assert [kind for kind, _ in details] == ["Malform", "Delay"] * 3
+        assert all(d in MALFORMATIONS for k, d in details if k == "Malform")
+        assert all(d in ("0.001 s", "0.002 s") for k, d in details if k == "Delay")
 
     def test_delay_on_the_handshake_and_at_open(self, emu: Emulator) -> None:
         emu.arm_fault(Delay(0.05, when=HANDSHAKE))
@@ -345,6 +356,7 @@ class TestArming:
         record = emu.conversations[-1]
         assert firing.fault is fault
         assert (firing.kind, firing.connection_id, firing.frame_type) == ("Drop", 1, "text")
+        assert firing.detail == ""
         assert firing.record_id == record.record_id
         assert record.started_at <= firing.at
         assert "Drop" in repr(firing)

@@ -213,7 +213,7 @@ class FaultEngine:
             if isinstance(fault, Delay):
                 await asyncio.sleep(self._seconds(fault))
             elif isinstance(fault, Malform) and main is not None:
-                main = malform(main, self._pick(fault.how))
+                main = malform(main, fault.how)
             elif isinstance(fault, Oversize) and main is not None:
                 main = oversize(main, fault.size)
             elif isinstance(fault, Replace):
@@ -309,7 +309,9 @@ class FaultEngine:
         self, session: "WsSession", at: str, kind: Optional[str], data: Any
     ) -> List[Fault]:
         """The catalogue faults striking now (in arming order), after counting this moment;
-        a legacy :class:`ConnectionFault` that strikes becomes a :class:`Drop`."""
+        a legacy :class:`ConnectionFault` that strikes becomes a :class:`Drop`. Random choices
+        are made here, recorded in the firing, and fixed in the returned fault (a
+        :class:`Delay` with its drawn seconds, a :class:`Malform` with its drawn way)."""
         cid = session.connection_id
         record = session.record
         struck: List[Tuple[ArmedFault, Fault]] = []
@@ -332,10 +334,12 @@ class FaultEngine:
                 if fault.probability < 1.0 and self._rng.random() >= fault.probability:
                     continue
                 struck.append((armed, fault))
-            for armed, _ in struck:
+            for index, (armed, fault) in enumerate(struck):
                 armed.fired += 1
                 if armed.spent:
                     self._armed = [a for a in self._armed if a is not armed]
+                fault, detail = self._resolve(fault)
+                struck[index] = (armed, fault)
                 self._firings.append(
                     FaultFiring(
                         fault=armed.fault,
@@ -343,6 +347,7 @@ class FaultEngine:
                         connection_id=cid,
                         record_id=record.record_id if record is not None else None,
                         frame_type=kind,
+                        detail=detail,
                     )
                 )
             if struck:
@@ -351,6 +356,20 @@ class FaultEngine:
             log.debug("connection %d: fault %r strikes at %s %s", cid, armed.fault, at, kind)
         return [fault for _, fault in struck]
 
+    def _resolve(self, fault: Fault) -> Tuple[Fault, str]:
+        """``fault`` with its random parts drawn (the lock is held), and what was drawn."""
+        if isinstance(fault, Delay):
+            seconds = max(0.0, sample_seconds(fault.seconds, self._rng))
+            return attrs.evolve(fault, seconds=seconds), f"{seconds:.3f} s"
+        if isinstance(fault, Malform):
+            how = fault.how if fault.how != "random" else self._rng.choice(MALFORMATIONS)
+            return attrs.evolve(fault, how=how), how
+        if isinstance(fault, Close):
+            return fault, f"code {fault.code}"
+        if isinstance(fault, Refuse):
+            return fault, "TCP cut" if fault.status is None else f"HTTP {fault.status}"
+        return fault, ""
+
     @staticmethod
     def _legacy_strikes(armed: ArmedFault, cid: int, direction: str) -> bool:
         counts = armed._legacy.setdefault(cid, [0, 0])
@@ -358,16 +377,10 @@ class FaultEngine:
         fault: ConnectionFault = armed.fault
         return fault.should_drop(counts[0], counts[1])
 
-    def _seconds(self, fault: Delay) -> float:
-        with self._changed:
-            return max(0.0, sample_seconds(fault.seconds, self._rng))
-
-    def _pick(self, how: str) -> str:
-        if how != "random":
-            return how
-        with self._changed:
-            choice: str = self._rng.choice(MALFORMATIONS)
-            return choice
+    @staticmethod
+    def _seconds(fault: Delay) -> float:
+        # _resolve() drew the seconds already: a number now, whatever the fault was armed with.
+        return float(fault.seconds) if isinstance(fault.seconds, (int, float)) else 0.0
 
     async def _until_gone(self, session: "WsSession") -> None:
         # Polling: aiohttp tells a handler nothing when its peer leaves before the upgrade.
