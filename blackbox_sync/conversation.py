@@ -586,6 +586,8 @@ class Conversation:
             normal = state.ended_normally or self._closing
             current = state is self._state
             self._cond.notify_all()
+        if error is None and not normal and code not in (None, 1000, 1005):
+            error = ConnectionClosedError("the service closed the connection", code, reason)
         if error is not None and not normal:
             log.warning("connection closed: %s", error)
             self._report(

@@ -428,6 +428,21 @@ class TestFrames:
             conv.ask("big", timeout=10)
         assert info.value.code == 1009
 
+    def test_an_abnormal_close_code_is_reported(self, connect: Connect, emulator: Emulator) -> None:
+        from blackbox_sync.testing import Close, On
+
+        emulator.arm_fault(
+            Close(4001, "policy", when=On("incomingChatMessage", direction="client"))
+        )
+        conv = connect()
+        errors: List[bb.BlackBoxError] = []
+        conv.on_error(errors.append)
+        with pytest.raises(bb.ConnectionClosedError) as info:
+            conv.ask("hi", timeout=5)
+        conv.close()
+        assert info.value.code == 4001
+        assert [e.code for e in errors if isinstance(e, bb.ConnectionClosedError)] == [4001]
+
 
 class TestLifecycle:
     def test_terminate_returns_the_conversation_result(

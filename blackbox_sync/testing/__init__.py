@@ -6,6 +6,7 @@ classes and the pytest plugin load without it.
 
 from typing import TYPE_CHECKING, Any
 
+from . import faults
 from .agent import (
     Agent,
     AgentContext,
@@ -18,7 +19,27 @@ from .agent import (
     SendRaw,
 )
 from .agent_file import AgentFileError
-from .faults import DropAfter
+from .faults import (
+    HANDSHAKE,
+    OPEN,
+    Close,
+    Delay,
+    Drop,
+    DropAfter,
+    Duplicate,
+    ErrorFrame,
+    FailedOpen,
+    FaultFiring,
+    Inject,
+    Malform,
+    On,
+    Oversize,
+    RawBytes,
+    Refuse,
+    Reorder,
+    Replace,
+    Stall,
+)
 from .options import EmulatorOptions
 from .records import ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
 from .voice import EmulatorVoice, VoiceCallRecord
@@ -27,25 +48,44 @@ if TYPE_CHECKING:
     from .emulator import Emulator, serve
 
 __all__ = [
+    "HANDSHAKE",
+    "OPEN",
     "Agent",
     "AgentContext",
     "AgentFileError",
     "CallTool",
+    "Close",
     "ConversationRecord",
+    "Delay",
+    "Drop",
     "DropAfter",
+    "Duplicate",
     "Emulator",
     "EmulatorOptions",
     "EmulatorVoice",
     "End",
+    "ErrorFrame",
+    "FailedOpen",
+    "FaultFiring",
     "FrameRecord",
+    "Inject",
+    "Malform",
+    "On",
+    "Oversize",
     "Pause",
+    "RawBytes",
+    "Refuse",
+    "Reorder",
+    "Replace",
     "Rule",
     "Say",
     "ScriptedAgent",
     "SendRaw",
+    "Stall",
     "TokenGrant",
     "ToolCallRecord",
     "VoiceCallRecord",
+    "faults",
     "serve",
 ]
 
