@@ -29,7 +29,8 @@ if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
 from flask_app.app import create_app  # noqa: E402  (the example is not an installed package)
-from flask_app.conversations import ConversationRegistry  # noqa: E402
+
+from blackbox_sync.contrib.conversations import ConversationRegistry  # noqa: E402
 
 QUICK_AGENT = ScriptedAgent(
     [

@@ -38,9 +38,9 @@ if __package__ in (None, ""):  # run as a script: make `flask_app` importable
 
 import blackbox_sync as bb
 from blackbox_sync import webhooks
+from blackbox_sync.contrib.conversations import ConversationRegistry
 from blackbox_sync.contrib.flask import webhook_view
 from flask_app import order_tools
-from flask_app.conversations import ConversationRegistry
 
 DEFAULTS: Dict[str, Any] = {
     "BLACKBOX_TOKEN": None,

@@ -23,9 +23,9 @@ from django.dispatch import receiver
 
 import blackbox_sync as bb
 from blackbox_sync import webhooks
+from blackbox_sync.contrib.conversations import ConversationRegistry
 
 from . import order_tools
-from .conversations import ConversationRegistry
 
 _lock = threading.Lock()
 _registry: Optional[ConversationRegistry] = None
