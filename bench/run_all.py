@@ -22,6 +22,7 @@ FULL: Dict[str, List[str]] = {
     "footprint.py": [],
     "import_time.py": [],
     "soak.py": [],
+    "qa_scale.py": [],
 }
 QUICK: Dict[str, List[str]] = {
     "throughput.py": ["--frames", "5000", "--rounds", "1"],
@@ -30,6 +31,7 @@ QUICK: Dict[str, List[str]] = {
     "footprint.py": ["--counts", "1", "100"],
     "import_time.py": ["--runs", "5"],
     "soak.py": ["--sequential", "50", "--concurrent", "50", "--no-heap"],
+    "qa_scale.py": ["--conversations", "100", "--in-flight", "50"],
 }
 
 
