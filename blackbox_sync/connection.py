@@ -5,9 +5,16 @@ message to ``on_message``, answers pings, sends keepalive pings of its own when 
 and wakes in time for the deadlines ``on_tick`` asks for (tool timeouts), so a conversation needs
 no other thread. Any thread may send; a lock keeps frames whole. ``on_close`` runs exactly once,
 on the reader thread, however the socket ends.
+
+Sends have a bound of their own (``send_timeout``), independent of the read timeout the reader
+keeps changing: a peer that stops reading fills the TCP send buffer, and a send must not wait for
+it for ever. A send that runs out of time may have written part of a frame, after which nothing
+else can go on that socket, so the connection is then broken: cut, and reported as lost.
 """
 
+import errno
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -24,8 +31,10 @@ log = logging.getLogger("blackbox_sync.connection")
 
 CLOSE_NORMAL = 1000
 CLOSE_ABNORMAL = 1006
+"""Reported locally for a connection lost without a close frame; never sent (RFC 6455 §7.4.1)."""
 CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 
 OnMessage = Callable[[Union[str, bytes]], None]
 OnClose = Callable[[Optional[int], str, Optional[BaseException]], None]
@@ -48,6 +57,7 @@ class Connection:
         ping_interval: Optional[float] = 20.0,
         ping_timeout: float = 10.0,
         max_message_size: int = 8 * 1024 * 1024,
+        send_timeout: float = 10.0,
         secrets: "tuple[str, ...]" = (),
         name: str = "blackbox-reader",
     ) -> None:
@@ -62,6 +72,7 @@ class Connection:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
+        self.send_timeout = send_timeout
         self._secrets = secrets
         self._name = name
         # UTF-8 is checked by bytes.decode on the reader thread: websocket-client's own check is
@@ -69,6 +80,9 @@ class Connection:
         self._ws = websocket.WebSocket(
             sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True
         )
+        # Frames are written by _BoundedSender, not websocket-client's send(), which waits for
+        # room for as long as the socket's timeout says, and that timeout is the reader's.
+        self._sender = _BoundedSender()
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._reader: Optional[threading.Thread] = None
@@ -79,6 +93,8 @@ class Connection:
         self._finished = threading.Event()
         self._last_received = time.monotonic()
         self._ping_sent_at: Optional[float] = None
+        self._broken: Optional[str] = None
+        """Why the socket was cut under a send (set once, never cleared)."""
         self.close_code: Optional[int] = None
         self.close_reason = ""
 
@@ -135,17 +151,58 @@ class Connection:
         """True when called from this connection's reader thread (a callback)."""
         return threading.current_thread() is self._reader
 
-    def send_text(self, text: str) -> None:
-        """Send one text frame; raises :class:`ConnectionClosedError` if the socket is gone."""
-        with self._send_lock:
-            if self._close_sent or self._finished.is_set():
+    def send_text(self, text: str, timeout: Optional[float] = None) -> None:
+        """Send one text frame, giving it ``timeout`` seconds (capped at ``send_timeout``, and
+        never less than a quarter of a second).
+
+        Raises :class:`ConnectionClosedError` if the socket is gone, or if the frame could not be
+        written in time; the connection is then broken (see the module's docstring).
+        """
+        # A caller nearly out of time still gets a moment: breaking a healthy connection because
+        # its buffer was briefly full, or another send briefly held the lock, would cost more.
+        bound = min(
+            self.send_timeout, max(_SEND_FLOOR, self.send_timeout if timeout is None else timeout)
+        )
+        deadline = time.monotonic() + max(0.0, bound)
+        if not self._send_lock.acquire(timeout=max(0.0, bound)):
+            # Another send holds the socket for longer than this one may wait: the peer is not
+            # reading. Waiting on would only stack more callers behind it.
+            self._break(f"send timed out after {bound:g} s behind another send")
+            raise ConnectionClosedError(f"send timed out: {self._broken}", CLOSE_ABNORMAL)
+        try:
+            if self._close_sent or self._finished.is_set() or self._broken:
                 raise ConnectionClosedError(
                     "cannot send: the connection is closed", self.close_code, self.close_reason
                 )
-            try:
-                self._ws.send(text)
-            except (OSError, websocket.WebSocketException) as exc:
-                raise ConnectionClosedError(f"send failed: {self._clean(exc)}") from None
+            self._send_locked(text, websocket.ABNF.OPCODE_TEXT, deadline, bound)
+        finally:
+            self._send_lock.release()
+
+    def _send_locked(
+        self, payload: Union[str, bytes], opcode: int, deadline: float, bound: float
+    ) -> None:
+        """Write one frame (the send lock held) by ``deadline``; ``bound`` is for the message."""
+        sock = self._ws.sock
+        if sock is None:
+            raise ConnectionClosedError("cannot send: the connection is closed", self.close_code)
+        try:
+            self._sender.send(sock, websocket.ABNF.create_frame(payload, opcode).format(), deadline)
+        except _SendTimeout:
+            self._break(f"a frame could not be written within {bound:g} s (peer not reading)")
+            raise ConnectionClosedError(f"send timed out: {self._broken}", CLOSE_ABNORMAL) from None
+        except (OSError, websocket.WebSocketException) as exc:
+            if self._broken:  # cut under us by close() or another send's timeout
+                raise ConnectionClosedError(
+                    f"send failed: {self._broken}", CLOSE_ABNORMAL
+                ) from None
+            raise ConnectionClosedError(f"send failed: {self._clean(exc)}") from None
+
+    def _break(self, reason: str) -> None:
+        """Cut the socket under a send that cannot finish; the reader then reports it lost."""
+        if self._broken is None:
+            self._broken = reason
+            log.warning("connection to %s broken: %s", self.display_url, reason)
+        self._shutdown_socket()
 
     def close(
         self,
@@ -154,23 +211,24 @@ class Connection:
         timeout: float = 5.0,
         join_timeout: float = 1.0,
     ) -> None:
-        """Close with a handshake. Waits up to ``timeout`` for the peer's close frame, then cuts
-        the socket, then up to ``join_timeout`` for the reader's ``on_close`` work to finish.
+        """Close with a handshake. Waits up to ``timeout`` for the peer's close frame (sending
+        ours included), then cuts the socket, then up to ``join_timeout`` for the reader's
+        ``on_close`` work to finish: it returns within ``timeout + join_timeout``.
 
         From the reader thread (a callback) it starts the handshake and returns at once; the
         reader finishes it.
         """
-        self._send_close(code, reason, timeout)
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._send_close(code, reason, deadline)
         if self._reader is None:
             self._finish(code, reason, None)
             return
         if self.on_reader_thread:
             return
-        if not self._finished.wait(timeout):
+        if not self._finished.wait(max(0.0, deadline - time.monotonic())):
             # The peer never answered our close frame: cut the socket so the reader wakes up.
             self._shutdown_socket()
-            self._finished.wait(1.0)
-        self._reader.join(join_timeout)
+        self._reader.join(max(0.0, join_timeout))
 
     def abort(self) -> None:
         """Cut the TCP connection without a close handshake."""
@@ -192,11 +250,20 @@ class Connection:
         try:
             code, reason = self._read_until_closed()
         except _Fatal as exc:
-            self._send_close(exc.code, exc.reason, 0.0)
+            self._send_close(exc.wire_code, exc.reason, time.monotonic())
             code, reason = exc.code, exc.reason
             error = ConnectionClosedError(exc.reason, exc.code)
-        except (OSError, websocket.WebSocketException, struct.error, ssl.SSLError) as exc:
-            if self._close_sent:
+        except (
+            OSError,
+            websocket.WebSocketException,
+            struct.error,
+            ssl.SSLError,
+            ConnectionClosedError,  # a pong or keepalive ping that could not be written
+        ) as exc:
+            if self._broken:
+                error = ConnectionClosedError(f"connection lost: {self._broken}", CLOSE_ABNORMAL)
+                code = None
+            elif self._close_sent:
                 code = self.close_code if self.close_code is not None else CLOSE_NORMAL
             else:
                 error = ConnectionClosedError(
@@ -251,9 +318,7 @@ class Connection:
             elif opcode in (text, binary, cont):
                 self._take_data_frame(frame)
             elif opcode == ping:
-                with self._send_lock:
-                    if not self._close_sent:
-                        ws.pong(frame.data)
+                self._send_control(frame.data, websocket.ABNF.OPCODE_PONG)
             elif opcode == close:
                 return self._take_close_frame(frame.data)
 
@@ -300,15 +365,11 @@ class Connection:
         if len(data) >= 2:
             code = struct.unpack("!H", data[:2])[0]
             reason = data[2:].decode("utf-8", "replace")
-        with self._send_lock:
-            if not self._close_sent:
-                self._close_sent = True
-                try:
-                    self._ws.send_close(
-                        code if code and code not in (1005, 1006, 1015) else CLOSE_NORMAL
-                    )
-                except (OSError, websocket.WebSocketException):
-                    pass
+        reply = code if code and code not in _LOCAL_ONLY_CODES else CLOSE_NORMAL
+        try:
+            self._send_control(struct.pack("!H", reply), websocket.ABNF.OPCODE_CLOSE)
+        except ConnectionClosedError:
+            pass  # the peer closed and does not read: its close frame is all that matters
         log.debug("server closed the connection: code=%s reason=%r", code, reason)
         return code if code is not None else 1005, reason
 
@@ -331,29 +392,63 @@ class Connection:
         if self.ping_interval is None or self._close_sent:
             return
         if self._ping_sent_at is not None and now - self._ping_sent_at >= self.ping_timeout:
+            # Reported as 1006 (abnormal) here; on the wire a peer that may still be reading
+            # gets 1011, since 1006 is reserved for local use and must never be sent.
             raise _Fatal(
-                CLOSE_ABNORMAL, f"no answer to keepalive ping within {self.ping_timeout:g} s"
+                CLOSE_ABNORMAL,
+                f"no answer to keepalive ping within {self.ping_timeout:g} s",
+                wire_code=CLOSE_INTERNAL_ERROR,
             )
         if self._ping_sent_at is None and now - self._last_received >= self.ping_interval:
-            with self._send_lock:
-                if not self._close_sent:
-                    self._ws.ping(b"keepalive")
+            self._send_control(b"keepalive", websocket.ABNF.OPCODE_PING)
             self._ping_sent_at = now
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _send_close(self, code: int, reason: str, timeout: float) -> None:
+    def _send_control(self, payload: bytes, opcode: int) -> None:
+        """Send a ping, pong or reply close frame (reader thread), unless a close went out."""
+        bound = self.send_timeout
         with self._send_lock:
+            if self._close_sent or self._broken:
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._close_sent = True
+            self._send_locked(payload, opcode, time.monotonic() + bound, bound)
+
+    def _send_close(self, code: int, reason: str, deadline: float) -> None:
+        """Send our close frame, giving up (and cutting the socket) at ``deadline``."""
+        # A send stuck on a peer that stopped reading holds the lock: wait for it only briefly,
+        # since no close frame can follow a half-written frame anyway.
+        wait = min(max(0.0, deadline - time.monotonic()), _CLOSE_LOCK_WAIT)
+        if not self._send_lock.acquire(timeout=wait):
+            with self._state_lock:
+                if self._close_sent or self._finished.is_set():
+                    return
+                self._close_sent = True
+                self.close_code, self.close_reason = code, reason
+            self._break("closed while a send was stuck")
+            return
+        try:
             if self._close_sent or self._finished.is_set():
                 return
             self._close_sent = True
             self.close_code, self.close_reason = code, reason
-            self._close_deadline = time.monotonic() + timeout
+            self._close_deadline = deadline
             self._wake_at = 0.0
+            if self._broken:
+                return
+            bound = min(self.send_timeout, max(0.0, deadline - time.monotonic()))
             try:
-                self._ws.send_close(code, reason.encode("utf-8"))
-            except (OSError, websocket.WebSocketException):
+                # A close reason may take 123 bytes (RFC 6455 §5.5).
+                text = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+                body = struct.pack("!H", code) + text.encode("utf-8")
+                self._send_locked(
+                    body, websocket.ABNF.OPCODE_CLOSE, time.monotonic() + bound, bound
+                )
+            except ConnectionClosedError:
                 self._shutdown_socket()
+        finally:
+            self._send_lock.release()
 
     def _shutdown_socket(self) -> None:
         sock = self._ws.sock
@@ -403,6 +498,70 @@ class _ReadAhead:
         return self._chunk[start : start + size]
 
 
+class _SendTimeout(Exception):
+    """A frame could not be written before its deadline."""
+
+
+class _BoundedSender:
+    """Writes whole frames against a deadline (used under the send lock only).
+
+    The socket's own timeout belongs to the reader, which changes it all the time (and sets
+    ``None`` when it has nothing to wake for), so it cannot bound a send. This waits for room
+    with ``poll`` and writes only what fits without blocking: ``MSG_DONTWAIT`` for plain
+    sockets; TLS takes no flags, so it writes one record's worth after ``poll`` said there is
+    room.
+    """
+
+    def __init__(self) -> None:
+        self._poller: Any = None
+        self._fd = -1
+
+    def send(self, sock: socket.socket, data: bytes, deadline: float) -> None:
+        """Write all of ``data`` to ``sock`` by ``deadline``, or raise :class:`_SendTimeout`."""
+        view = memoryview(data)
+        tls = isinstance(sock, ssl.SSLSocket)
+        flags = 0 if tls else _DONTWAIT
+        chunk = len(view) if flags else _TLS_CHUNK
+        sent = 0
+        while True:
+            # Room first: with a timeout on the socket, Python itself would wait for room for
+            # as long as the reader's timeout says, which is not this frame's bound.
+            if not self._wait_writable(sock, deadline):
+                raise _SendTimeout()
+            part = view[sent : sent + chunk]
+            try:
+                sent += sock.send(part, flags) if flags else sock.send(part)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                pass
+            if sent >= len(view):
+                return
+            if time.monotonic() >= deadline:
+                raise _SendTimeout()
+
+    def _wait_writable(self, sock: socket.socket, deadline: float) -> bool:
+        remaining = max(0.0, deadline - time.monotonic())
+        fd = sock.fileno()
+        if fd < 0:  # closed under us (the peer dropped, or close() cut it): a send error
+            raise OSError(errno.EBADF, "the socket is closed")
+        if not hasattr(select, "poll"):  # Windows
+            return bool(select.select([], [sock], [], remaining)[1])
+        if self._poller is None or fd != self._fd:
+            self._poller, self._fd = select.poll(), fd
+            self._poller.register(fd, select.POLLOUT)
+        # An error or hang-up counts as ready: the next send raises it.
+        return bool(self._poller.poll(remaining * 1000 + 1))
+
+
+# A plain socket write that never blocks, whatever the socket's timeout mode (not on Windows).
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+# One TLS record: after poll() reported room, a write this size does not wait in practice.
+_TLS_CHUNK = 16 * 1024
+# The least time a send gets, whatever the caller has left of its own timeout.
+_SEND_FLOOR = 0.25
+# How long a close waits for the send lock before it cuts the socket under a stuck send.
+_CLOSE_LOCK_WAIT = 0.25
+# Close codes that are reported locally and must not be sent (RFC 6455 §7.4.1).
+_LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
 _NEVER = float("inf")
 _reader_local = threading.local()
 # How stale the socket's read timeout may get while frames keep arriving, in seconds.
@@ -417,9 +576,13 @@ _OPCODES = (
 
 
 class _Fatal(Exception):
-    """A reason of the reader's own to end the connection (oversized message, dead peer)."""
+    """A reason of the reader's own to end the connection (oversized message, dead peer).
 
-    def __init__(self, code: int, reason: str) -> None:
+    ``code`` is reported locally; ``wire_code`` (default: the same) goes in the close frame.
+    """
+
+    def __init__(self, code: int, reason: str, wire_code: Optional[int] = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.wire_code = code if wire_code is None else wire_code

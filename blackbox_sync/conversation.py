@@ -63,10 +63,15 @@ log = logging.getLogger("blackbox_sync.conversation")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Frames are logged at DEBUG, cut to this many characters.
+# Frames are logged at DEBUG, cut to this many characters (after redaction).
 _LOG_FRAME_CHARS = 500
-# At most this many handled errors are kept in `Conversation.errors`.
-_KEPT_ERRORS = 1000
+# At most this many handled errors are kept in `Conversation.errors` (the first ones: a flood of
+# bad frames then costs nothing more, and the first error is usually the telling one).
+_KEPT_ERRORS = 100
+# After a blocking call's own timeout ran out, closing takes at most this long for the close
+# handshake and as long again for the threads (and never more than close_timeout each): the peer
+# has already failed to answer in time, so the handshake is a courtesy, not worth another wait.
+_CLEANUP_GRACE = 0.5
 
 
 class Conversation:
@@ -94,15 +99,17 @@ class Conversation:
         headers: Optional[Dict[str, str]] = None,
         quiet_period: float = 1.5,
         fillers: Tuple[str, ...] = ("um",),
-        tool_workers: int = 4,
+        tool_workers: int = 8,
         tool_timeout: Optional[float] = 30.0,
         connect_timeout: float = 15.0,
         close_timeout: float = 5.0,
+        send_timeout: float = 10.0,
         ping_interval: Optional[float] = 20.0,
         ping_timeout: float = 10.0,
         max_message_size: int = 8 * 1024 * 1024,
         max_frame_bytes: int = 64 * 1024,
         max_pending_tools: int = 64,
+        max_history: int = 10_000,
         reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
@@ -125,6 +132,10 @@ class Conversation:
         self.turn_rule = TurnRule(quiet_period=quiet_period, fillers=fillers)
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout
+        self.send_timeout = send_timeout
+        if max_history < 1:
+            raise UsageError("max_history must be at least 1")
+        self.max_history = max_history
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
@@ -141,7 +152,7 @@ class Conversation:
 
         self._cond = threading.Condition()
         self._ask_lock = threading.Lock()
-        self._state = ConversationState(rule=self.turn_rule)
+        self._state = self._new_state()
         self._connection: Optional[Connection] = None
         self._connections: List[Connection] = []
         """Every connection opened, so close() can join all their threads."""
@@ -185,13 +196,14 @@ class Conversation:
 
     @property
     def history(self) -> List[Message]:
-        """Every frame received and sent so far, in order."""
+        """Every frame received and sent so far, in order (the last ``max_history``)."""
         with self._cond:
             return list(self._state.history)
 
     @property
     def transcript(self) -> Transcript:
-        """The final texts the service sent (the agent's, and its echo of the user's)."""
+        """The final texts the service sent (the agent's, and its echo of the user's), from the
+        frames :attr:`history` still holds."""
         with self._cond:
             return Transcript(
                 m for m in self._state.history if isinstance(m, TextMessage) and not m.partial
@@ -313,7 +325,9 @@ class Conversation:
         try:
             self._establish(self._connection, self._state, timeout)
         except BlackBoxError:
-            self.close()
+            # _establish closed the socket within the grace already; this only marks the
+            # conversation closed and reaps a reader still busy finishing.
+            self._close(0.0, self._cleanup_grace())
             raise
         return self
 
@@ -329,6 +343,7 @@ class Conversation:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             max_message_size=self.max_message_size,
+            send_timeout=self.send_timeout,
             secrets=self._secrets(),
         )
         with self._cond:
@@ -348,7 +363,7 @@ class Conversation:
             self._send_on(connection, state, self._initialize_message())
         except ConnectionClosedError:
             # An `error` frame may still sit unread before the close: let the reader get to it.
-            connection.wait_closed(self.close_timeout)
+            connection.wait_closed(self._cleanup_grace())
             self._raise_if_failed(state)
             raise
         with self._cond:
@@ -358,7 +373,8 @@ class Conversation:
             ready = state.phase is Phase.READY and not self._closing
             dropped, code, reason = state.socket_closed, state.close_code, state.close_reason
         if not ready:
-            connection.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+            grace = self._cleanup_grace()
+            connection.close(timeout=grace, join_timeout=grace)
             self._raise_if_failed(state)
             if self._closing:
                 raise ConnectionClosedError("the conversation was closed while connecting")
@@ -370,11 +386,22 @@ class Conversation:
         log.info("conversation %s ready", state.record_id)
 
     def close(self) -> None:
-        """Close the socket and stop the reader and tool threads. Idempotent; safe from callbacks.
+        """Close the socket and stop the reader and tool threads. Idempotent; safe from any thread.
 
-        Returns within about twice ``close_timeout``; from a callback it returns at once and the
-        reader thread finishes the close.
+        Returns within about twice ``close_timeout`` (the close handshake, then the threads), even
+        while another thread's send is stuck on a peer that stopped reading. From a callback it
+        returns at once and the reader thread finishes the close; from a tool handler it returns
+        once the socket is closed, without waiting for the pool it runs in.
         """
+        self._close(self.close_timeout, self.close_timeout)
+
+    def _close(self, handshake: float, join: float) -> None:
+        """Close, waiting at most ``handshake`` for the peer's close frame and ``join`` for the
+        threads."""
+        if self._tools.on_tool_thread:
+            # The reader's shutdown of the pool waits for this very handler: joining the reader
+            # from here would hold both until the timeouts ran out.
+            join = 0.0
         with self._cond:
             self._closing = True
             self._stop.set()
@@ -383,17 +410,18 @@ class Conversation:
             connections = list(self._connections)
         if current is None:
             return
-        deadline = time.monotonic() + 2 * self.close_timeout
-        current.close(timeout=self.close_timeout, join_timeout=self.close_timeout)
+        deadline = time.monotonic() + handshake + join
+        current.close(timeout=handshake, join_timeout=join)
         for connection in connections:  # a reconnect may have left an older reader finishing
             if connection is not current:
                 remaining = max(0.0, deadline - time.monotonic())
-                connection.close(timeout=min(remaining, self.close_timeout), join_timeout=remaining)
+                connection.close(timeout=min(remaining, handshake), join_timeout=remaining)
 
     def terminate(self, timeout: float = 10.0) -> Optional[ConversationResult]:
         """End the conversation: send ``terminate``, wait for ``conversationResult``, close.
 
-        Returns the result, or ``None`` when the service closed without one.
+        Returns the result, or ``None`` when the service closed without one. Returns within
+        ``timeout`` plus at most about a second of closing (see ``close_timeout``).
         """
         self._not_from_callback("terminate")
         deadline = time.monotonic() + timeout
@@ -404,7 +432,7 @@ class Conversation:
             done = state.phase is Phase.ENDED
         if not done:
             try:
-                self._send_message(Terminate())
+                self._send_message(Terminate(), timeout=max(0.0, deadline - time.monotonic()))
             except ConnectionClosedError:
                 pass
             with self._cond:
@@ -412,7 +440,11 @@ class Conversation:
                     if not self._wait(deadline):
                         break
                 done = state.ended_normally or state.socket_closed
-        self.close()
+        # What is left of the timeout goes to the close handshake, but never less than the grace:
+        # the call returns within its timeout plus that grace (and as long again for threads).
+        grace = self._cleanup_grace()
+        handshake = min(self.close_timeout, max(grace, deadline - time.monotonic()))
+        self._close(handshake, grace)
         if not done:
             raise OperationTimeout(f"no conversationResult within {timeout:g} s of terminate")
         return self.result
@@ -423,6 +455,8 @@ class Conversation:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        # Against a stalled service this takes close_timeout (terminate's wait) plus the cleanup
+        # grace; close() afterwards finds the socket closed and only reaps finished threads.
         try:
             if self.phase is not Phase.ENDED and not self.closed:
                 self.terminate(timeout=self.close_timeout)
@@ -471,7 +505,8 @@ class Conversation:
                 if text is not None:
                     state.begin_turn(time.monotonic(), text)
             if text is not None:
-                self._send_message(IncomingChatMessage(text))
+                remaining = max(0.0, deadline - time.monotonic())
+                self._send_message(IncomingChatMessage(text), timeout=remaining)
             return self._await_turn(state, deadline, timeout, quiet)
         finally:
             self._ask_lock.release()
@@ -522,17 +557,24 @@ class Conversation:
             return Initialize(dev_request={**body, **(self.dev_request or {})})
         return Initialize(InitRequest(self.call_type, self.additional_data or None, self.endpoint))
 
-    def _send_message(self, message: Message) -> None:
+    def _send_message(self, message: Message, timeout: Optional[float] = None) -> None:
         with self._cond:
             connection, state = self._connection, self._state
         if connection is None:
             raise UsageError("not connected: call connect() first")
-        self._send_on(connection, state, message)
+        self._send_on(connection, state, message, timeout)
 
-    def _send_on(self, connection: Connection, state: ConversationState, message: Message) -> None:
+    def _send_on(
+        self,
+        connection: Connection,
+        state: ConversationState,
+        message: Message,
+        timeout: Optional[float] = None,
+    ) -> None:
+        """Send ``message`` within ``timeout`` (at most ``send_timeout``) seconds."""
         text = encode(message)
         self._check_frame_size(message, type(message).__name__, text)
-        connection.send_text(text)
+        connection.send_text(text, timeout)
         self._log_frame("→", text)
         if self._callbacks.has_hook("frame_sent"):
             self._callbacks.fire("frame_sent", text)
@@ -606,7 +648,7 @@ class Conversation:
             if self._stop.wait(policy.delay(attempt)):
                 return
             log.info("reconnecting (attempt %d of %d)", attempt, policy.max_attempts)
-            state = ConversationState(rule=self.turn_rule)
+            state = self._new_state()
             connection = self._new_connection(state)
             self._tools.restart()
             try:
@@ -679,14 +721,23 @@ class Conversation:
                 "use send() there, or hand the work to another thread"
             )
 
+    def _cleanup_grace(self) -> float:
+        return min(self.close_timeout, _CLEANUP_GRACE)
+
+    def _new_state(self) -> ConversationState:
+        return ConversationState(rule=self.turn_rule, max_history=self.max_history)
+
     def _secrets(self) -> Tuple[str, ...]:
         return tuple(s for s in (self._token.reveal(), self._api_key.reveal()) if s)
 
     def _log_frame(self, direction: str, text: str) -> None:
         if log.isEnabledFor(logging.DEBUG):
+            # Redact the whole frame before cutting it: a secret across the cut would otherwise
+            # no longer match and leak its first half.
+            text = redact_text(text, *self._secrets())
             if len(text) > _LOG_FRAME_CHARS:
                 text = text[:_LOG_FRAME_CHARS] + "…"
-            log.debug("%s %s", direction, redact_text(text, *self._secrets()))
+            log.debug("%s %s", direction, text)
 
 
 ToolFunction = ToolHandler

@@ -19,11 +19,18 @@ class UsageError(BlackBoxError, RuntimeError):
 
 
 class ProtocolError(BlackBoxError):
-    """A frame broke the wire protocol. ``payload`` keeps what arrived, untouched."""
+    """A frame broke the wire protocol. ``payload`` keeps what arrived, untouched, up to
+    :attr:`MAX_PAYLOAD` characters (bytes for a binary frame); a longer one keeps its start and
+    sets ``truncated``. ``payload_size`` is the length of the whole payload as it arrived."""
+
+    MAX_PAYLOAD = 64 * 1024
+    """How much of a bad frame is kept: enough to see what went wrong, not a flood's megabytes."""
 
     def __init__(self, message: str, payload: "str | bytes | None" = None) -> None:
         super().__init__(message)
-        self.payload = payload
+        self.payload_size = 0 if payload is None else len(payload)
+        self.truncated = self.payload_size > self.MAX_PAYLOAD
+        self.payload = payload[: self.MAX_PAYLOAD] if payload is not None else None
 
 
 class ConnectionClosedError(BlackBoxError, ConnectionError):
@@ -83,7 +90,11 @@ class CallbackError(BlackBoxError):
 
 
 class ApiError(BlackBoxError):
-    """A REST call answered with a non-2xx status (RFC 7807 ProblemDetails where given)."""
+    """A REST call answered with a non-2xx status (RFC 7807 ProblemDetails where given).
+
+    ``title``, ``detail``, ``instance`` and ``body`` (the decoded ProblemDetails object, or
+    ``None`` when the answer was not JSON) come from the server with secrets masked.
+    """
 
     def __init__(
         self,
@@ -92,6 +103,7 @@ class ApiError(BlackBoxError):
         detail: str = "",
         request_id: Optional[str] = None,
         body: Any = None,
+        instance: Optional[str] = None,
     ) -> None:
         text = f"HTTP {status}" + (f" {title}" if title else "") + (f": {detail}" if detail else "")
         super().__init__(text)
@@ -100,6 +112,11 @@ class ApiError(BlackBoxError):
         self.detail = detail
         self.request_id = request_id
         self.body = body
+        self.instance = instance
+        self.earlier_attempt_uncertain = False
+        """True when this answer came to a retry, and an earlier attempt of the same request got
+        no definite answer (a timeout, a dropped connection, a 502/503/504): that attempt may
+        have taken effect, so a 404 or 409 here can be the trace of its success."""
 
 
 class ApiAuthenticationError(ApiError, AuthenticationError):

@@ -21,8 +21,9 @@ the turn's messages but are neither reply text nor activity: a filler alone neve
 and never holds one open.
 """
 
+import collections
 import enum
-from typing import Iterable, List, Optional, Set, Tuple
+from typing import Any, Deque, Iterable, List, Optional, Set, Tuple, TypeVar
 
 import attrs
 
@@ -53,6 +54,9 @@ class Phase(str, enum.Enum):
 
 READY_EVENTS = frozenset({"connection", "opened"})
 
+DEFAULT_MAX_HISTORY = 10_000
+"""How many frames the history, and each turn, keep by default (the oldest are dropped)."""
+
 
 def _normalise_fillers(fillers: Iterable[str]) -> Tuple[str, ...]:
     return tuple(sorted({f.strip().casefold() for f in fillers}))
@@ -76,9 +80,20 @@ class TurnRule:
         return text.strip().casefold() in self.fillers
 
 
+T = TypeVar("T")
+
+
+def _bounded(limit: int) -> "collections.deque[Any]":
+    return collections.deque(maxlen=limit)
+
+
 @attrs.define
 class Turn:
-    """The agent activity since the last user message (or since the conversation opened)."""
+    """The agent activity since the last user message (or since the conversation opened).
+
+    Its messages, texts and tool requests keep the last ``limit`` of each (see :meth:`add`), so
+    a service that floods one turn cannot grow it without bound.
+    """
 
     started_at: float
     messages: List[Message] = attrs.field(factory=list)
@@ -90,6 +105,17 @@ class Turn:
     user_text: Optional[str] = None
     """The user's message that opened this turn (``None`` for the opening turn)."""
     echo_seen: bool = False
+    limit: int = DEFAULT_MAX_HISTORY
+
+    def add(self, items: "List[T]", item: "T") -> None:
+        """Append ``item`` to one of this turn's lists, dropping its oldest entry at the limit.
+
+        Lists, not deques, so that a turn compares and slices like before; dropping one entry
+        moves at most ``limit`` pointers, and only in a turn that big.
+        """
+        items.append(item)
+        if len(items) > self.limit:
+            del items[0]
 
 
 @attrs.define
@@ -97,9 +123,13 @@ class ConversationState:
     """Everything known about one conversation, updated by :meth:`receive` and friends."""
 
     rule: TurnRule = attrs.field(factory=TurnRule)
+    max_history: int = DEFAULT_MAX_HISTORY
+    """How many frames :attr:`history` (and each turn) keeps; the oldest are dropped."""
     phase: Phase = Phase.CONNECTING
-    history: List[Message] = attrs.field(factory=list)
-    """Every frame received and sent, in order."""
+    history: Deque[Message] = attrs.field(
+        default=attrs.Factory(lambda self: _bounded(self.max_history), takes_self=True)
+    )
+    """Every frame received and sent, in order (the last ``max_history`` of them)."""
     record_id: Optional[str] = None
     result: Optional[ConversationResult] = None
     error: Optional[ErrorMessage] = None
@@ -111,7 +141,11 @@ class ConversationState:
     """Ids of the tool requests this client has answered."""
     closed_event: bool = False
     """True once ``event closed`` arrived."""
-    turn: Turn = attrs.field(factory=lambda: Turn(started_at=0.0))
+    turn: Turn = attrs.field(
+        default=attrs.Factory(
+            lambda self: Turn(started_at=0.0, limit=self.max_history), takes_self=True
+        )
+    )
     _end: Optional[TurnEnd] = None
 
     # --- inputs ----------------------------------------------------------------------------------
@@ -120,7 +154,7 @@ class ConversationState:
         """Take in one decoded frame from the service."""
         self.history.append(message)
         turn = self.turn
-        turn.messages.append(message)
+        turn.add(turn.messages, message)
         if isinstance(message, Event):
             self._on_event(message, now)
         elif isinstance(message, TextMessage):
@@ -131,11 +165,11 @@ class ConversationState:
                 if turn.first_text_at is None:
                     turn.first_text_at = now
                 if not message.partial and not self.rule.is_filler(message.text):
-                    turn.texts.append(message.text)
+                    turn.add(turn.texts, message.text)
                     turn.last_activity = now
         elif isinstance(message, ToolRequest):
             self._mark_ready(now)
-            turn.tool_requests.append(message)
+            turn.add(turn.tool_requests, message)
             if message.id not in self.answered_tools:  # a repeated request is answered once
                 turn.pending_tools.add(message.id)
             turn.last_activity = now
@@ -155,7 +189,7 @@ class ConversationState:
 
     def begin_turn(self, now: float, user_text: Optional[str] = None) -> None:
         """Start a new agent turn: called just before the user's message ``user_text`` goes out."""
-        self.turn = Turn(started_at=now, user_text=user_text)
+        self.turn = Turn(started_at=now, user_text=user_text, limit=self.max_history)
         if self._end is TurnEnd.ERROR:
             self._end = None
 

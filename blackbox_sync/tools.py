@@ -24,6 +24,8 @@ ToolHandler = Callable[..., Any]
 
 # Ids answered lately, so a duplicated request frame is not run twice.
 _REMEMBERED_IDS = 1024
+# Which runner's handler the current pool thread is running, if any.
+_running = threading.local()
 
 
 class ToolArgumentsError(ValueError):
@@ -48,10 +50,12 @@ def json_result(value: Any) -> Any:
 
 
 class ToolRunner:
-    """Runs tool handlers for one conversation.
+    """Runs tool handlers for one conversation, in a pool of up to ``workers`` threads.
 
-    ``send`` puts a :class:`ToolResponse` on the wire, ``answered`` tells the conversation state
-    that a request was answered, ``report`` passes failures to the user's error callbacks.
+    The pool starts its threads one by one as requests arrive (``ThreadPoolExecutor`` does), so
+    a conversation that never gets a tool request has none. ``send`` puts a
+    :class:`ToolResponse` on the wire, ``answered`` tells the conversation state that a request
+    was answered, ``report`` passes failures to the user's error callbacks.
     """
 
     def __init__(
@@ -60,7 +64,7 @@ class ToolRunner:
         send: Callable[[ToolResponse], None],
         answered: Callable[[str], None],
         report: Callable[[BlackBoxError], None],
-        workers: int = 4,
+        workers: int = 8,
         timeout: Optional[float] = 30.0,
         max_pending: int = 64,
         clock: Callable[[], float] = time.monotonic,
@@ -154,6 +158,11 @@ class ToolRunner:
         return min(upcoming, default=None)
 
     @property
+    def on_tool_thread(self) -> bool:
+        """True when called from inside one of this runner's handlers."""
+        return getattr(_running, "runner", None) is self
+
+    @property
     def pending(self) -> int:
         """How many requests are waiting for an answer."""
         with self._lock:
@@ -180,16 +189,29 @@ class ToolRunner:
         if pool is None:
             return True
         pool.shutdown(wait=False, cancel_futures=True)
+        if self.on_tool_thread:
+            timeout = 0.0  # a handler cannot wait for the pool it runs in, itself included
         deadline = time.monotonic() + timeout
+        current = threading.current_thread()
         concurrent.futures.wait(futures, timeout=timeout)
         # The pool has no join with a timeout; its worker threads are what must not outlive us.
         for thread in list(getattr(pool, "_threads", ())):
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
         return all(f.done() for f in futures)
 
     # --- internals -------------------------------------------------------------------------------
 
     def _run(
+        self, request: ToolRequest, handler: ToolHandler, bound: inspect.BoundArguments
+    ) -> None:
+        _running.runner = self
+        try:
+            self._run_handler(request, handler, bound)
+        finally:
+            _running.runner = None
+
+    def _run_handler(
         self, request: ToolRequest, handler: ToolHandler, bound: inspect.BoundArguments
     ) -> None:
         try:

@@ -158,7 +158,8 @@ class TestTools:
 
     def test_tools_run_in_parallel(self, connect: Connect) -> None:
         # Five requests at once; each handler waits for all five to be running together, which
-        # only works if the pool runs them in parallel.
+        # only works if the default pool runs them in parallel (issue 2: five slow tools must
+        # take about as long as one).
         requests = [
             {
                 "type": "websocketToolRequest",
@@ -170,7 +171,6 @@ class TestTools:
         conv = connect(
             ScriptedAgent([Rule("go", ["done"], raw_frames=requests)]),
             connect=False,
-            tool_workers=5,
         )
         together = threading.Barrier(5, timeout=5)
 
@@ -516,6 +516,16 @@ class TestLifecycle:
         conv = bb.Conversation(token="t", url="ws://127.0.0.1:9/api/v1/ws/webCall")
         with pytest.raises(bb.ConnectionClosedError, match="cannot connect"):
             conv.connect(timeout=2)
+
+    def test_an_idle_conversation_has_one_thread(self, emulator_process: Tuple[str, str]) -> None:
+        # The reader; the tool pool (8 workers by default) starts its threads on demand only.
+        base_url, token = emulator_process
+        baseline = threading.active_count()
+        conv = bb.Conversation(token=token, base_url=base_url).connect(timeout=5)
+        try:
+            assert threading.active_count() == baseline + 1
+        finally:
+            conv.close()
 
     def test_threads_return_to_baseline_after_200_cycles(
         self, emulator_process: Tuple[str, str]

@@ -105,6 +105,15 @@ class TestConnect:
             conv.connect(timeout=0.5)
         assert conv.closed
 
+    def test_a_stalled_open_with_the_default_close_timeout(self, emulator: Emulator) -> None:
+        # The cleanup after the timeout is bounded on its own, not by close_timeout (5 s).
+        emulator.arm_fault(Stall(when=OPEN))
+        conv = bb.Conversation(token=emulator.token, base_url=emulator.base_url)
+        assert conv.close_timeout == 5.0
+        with returns_within(1 + 2.0), pytest.raises(bb.OperationTimeout):
+            conv.connect(timeout=1)
+        assert conv.closed
+
     def test_closed_before_initialize(self, emulator: Emulator) -> None:
         emulator.arm_fault(close_before_init(1011, "not now"))
         conv = conversation(emulator)
@@ -325,6 +334,27 @@ class TestTerminateAndClose:
             conv.terminate(timeout=0.5)
         assert conv.closed
 
+    def test_terminate_with_the_default_close_timeout(
+        self, connect: Connect, emulator: Emulator
+    ) -> None:
+        emulator.arm_fault(Stall(when=On("terminate", "client")))
+        conv = connect()
+        assert conv.close_timeout == 5.0
+        with returns_within(1 + 2.0), pytest.raises(bb.OperationTimeout):
+            conv.terminate(timeout=1)
+        assert conv.closed
+
+    def test_leaving_a_with_block_on_a_stalled_service(self, emulator: Emulator) -> None:
+        # Leaving the block waits close_timeout for the result, then closes within the grace.
+        emulator.arm_fault(Stall(when=On("terminate", "client")))
+        conv = conversation(emulator, close_timeout=3.0)
+        with conv:
+            assert conv.phase is bb.Phase.READY
+            start = time.monotonic()
+        elapsed = time.monotonic() - start
+        assert elapsed < 3.0 + 2.0, f"took {elapsed:.2f} s"
+        assert conv.closed
+
     def test_terminate_when_the_server_drops_instead_of_answering(
         self, connect: Connect, emulator: Emulator
     ) -> None:
@@ -469,6 +499,33 @@ class TestToolsUnderFaults:
         release.set()
         assert "timed out" in reply.text
         assert any(isinstance(e, bb.ToolError) for e in conv.errors)
+
+    def test_close_from_a_tool_returns_promptly(self, connect: Connect, emulator: Emulator) -> None:
+        # An "end call" tool: it closes the conversation it serves, with the default close_timeout.
+        emulator.default_agent = ScriptedAgent(
+            handler=lambda text, ctx: [CallTool("endCall"), "never said"]
+        )
+        conv = connect(connect=False)
+        finished = threading.Event()
+        took: List[float] = []
+
+        @conv.tool
+        def endCall() -> str:
+            start = time.monotonic()
+            conv.close()
+            took.append(time.monotonic() - start)
+            finished.set()
+            return "ended"  # the result has nowhere to go: dropped, without an exception
+
+        conv.connect(timeout=5)
+        with returns_within(GRACE), pytest.raises(bb.ConnectionClosedError):
+            conv.ask("bye", timeout=10)
+        assert finished.wait(5)
+        assert took[0] < 2.0, f"close() from the tool took {took[0]:.2f} s"
+        with returns_within(2.0):
+            conv.close()  # joins the reader and the pool, which the tool could not
+        assert conv.closed
+        assert conv.errors == []
 
 
 def note(event: bb.Reconnected, events: List[bb.Reconnected], done: threading.Event) -> None:

@@ -14,12 +14,16 @@ from blackbox_sync.messages import encode
 class PingPeer:
     """A WebSocket server (aiohttp, pings handled by hand) that opens the conversation, records
     the client's pings and answers them only when ``answer_pings`` is set. The user's first
-    message is answered after ``reply_after`` pings, so the reply needs a live keepalive."""
+    message is answered after ``reply_after`` pings, so the reply needs a live keepalive. The
+    close codes the client sent are kept in ``close_codes``; ``ended`` is set when the client's
+    connection is over."""
 
     def __init__(self, answer_pings: bool, reply_after: int = 3) -> None:
         self.answer_pings = answer_pings
         self.reply_after = reply_after
         self.pings: List[bytes] = []
+        self.close_codes: List[int] = []
+        self.ended = threading.Event()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="ping-peer")
         self.runner: Optional[web.AppRunner] = None
@@ -28,8 +32,21 @@ class PingPeer:
     async def handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
+        try:
+            await self.serve(ws)
+        finally:
+            self.ended.set()
+        return ws
+
+    async def serve(self, ws: web.WebSocketResponse) -> None:
         asked = False
-        async for msg in ws:
+        while True:
+            msg = await ws.receive()  # not `async for`: it hides the close frame
+            if msg.type == WSMsgType.CLOSE:
+                self.close_codes.append(msg.data)
+                return
+            if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
             if msg.type == WSMsgType.PING:
                 self.pings.append(msg.data)
                 if self.answer_pings:
@@ -40,7 +57,6 @@ class PingPeer:
                 await ws.send_str(encode(bb.Event(name="connection", data={"recordId": "r-1"})))
             elif msg.type == WSMsgType.TEXT:
                 asked = True
-        return ws
 
     async def start(self) -> None:
         app = web.Application()
@@ -96,6 +112,18 @@ def test_a_silent_peer_is_detected_by_keepalive(silent_peer: PingPeer) -> None:
     assert conv.closed
     assert silent_peer.pings == [b"keepalive"]
     assert any("keepalive" in str(e) for e in errors)
+
+
+def test_a_keepalive_timeout_never_sends_1006(silent_peer: PingPeer) -> None:
+    # 1006 is for local reporting only (RFC 6455 §7.4.1): the client says so, the wire does not.
+    conv = silent_peer.conversation().connect(timeout=5)
+    with pytest.raises(bb.ConnectionClosedError) as info:
+        conv.ask("anyone there?", timeout=10)
+    assert info.value.code == 1006
+    conv.close()
+    assert conv.close_code == 1006
+    assert silent_peer.ended.wait(5)
+    assert silent_peer.close_codes == [1011]
 
 
 def test_a_peer_answering_pings_keeps_the_conversation_open(live_peer: PingPeer) -> None:
