@@ -1,7 +1,7 @@
 """Keeping secrets out of logs, reprs and exception texts: the one place that rule lives."""
 
 import re
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -51,11 +51,30 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str, *secrets: Optional[str]) -> str:
-    """Replace every occurrence of each non-empty secret in ``text`` with the mask."""
+    """Replace every occurrence of each non-empty secret in ``text`` with the mask.
+
+    Bearer credentials and the values of credential query parameters (``?token=...``) are
+    masked too, so a URL quoted inside a server's message does not leak a secret we never knew.
+    """
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
+    text = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{MASK}", text)
     return _BEARER.sub(f"Bearer {MASK}", text)
 
 
+def redact_json(value: Any, *secrets: Optional[str]) -> Any:
+    """A copy of a decoded JSON value with :func:`redact_text` applied to every string in it."""
+    if isinstance(value, str):
+        return redact_text(value, *secrets)
+    if isinstance(value, dict):
+        return {redact_text(str(k), *secrets): redact_json(v, *secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, *secrets) for v in value]
+    return value
+
+
 _BEARER = re.compile(r"Bearer\s+[^\s\"',]+")
+# `name=value` after `?`, `&` or a word boundary; `idempotency_key=` does not match `key=`.
+_SECRET_NAMES = "|".join(sorted(SECRET_PARAMS))
+_QUERY_SECRET = re.compile(rf"(?i)((?:^|(?<=[?&\s\"'(]))(?:{_SECRET_NAMES})=)[^&\s\"'#)]+")

@@ -3,6 +3,8 @@
     pip install flask
     python examples/rest_webhooks_flask.py        # serves http://127.0.0.1:5000/blackbox/webhook
 
+``PORT`` picks another port and ``WEBHOOK_SECRET`` the shared secret the requests must carry.
+
 Point an agent at it: a tool ``{"name": "checkOrderStatus", "webhook": {"url": ..., "headers":
 {"X-Webhook-Secret": ...}}}`` in ``config.tools`` and ``config.resultWebhook`` for results. The
 live service only calls public HTTPS URLs; the emulator calls any URL, so this runs locally too.
@@ -43,4 +45,4 @@ app.add_url_rule("/blackbox/webhook", view_func=webhook_view(hooks), methods=["P
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    app.run(port=5000)
+    app.run(port=int(os.environ.get("PORT", "5000")))

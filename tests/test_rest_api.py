@@ -175,6 +175,41 @@ class TestAgents:
         assert stored["llmConfig"] == {"prompt": "Hello"}
         assert stored["primaryLanguage"] == "en-US"
 
+    def test_none_set_on_an_agent_object_clears_the_field(
+        self, client: Client, emulator: Emulator, receiver: Receiver
+    ) -> None:
+        agent_id = make_agent(
+            client,
+            llmConfig={"prompt": "Be nice.", "apiKey": "sk-x"},
+            resultWebhook={"url": receiver.url, "headers": {"X-Secret": "s3"}},
+            futureSetting={"keep": True},
+        )
+        client.agents.update(agent_id, description="to be removed")
+        agent = client.agents.get(agent_id)
+        assert agent.config.llm_config is not None
+        agent.description = None
+        agent.config.result_webhook = None
+        agent.config.llm_config.prompt = None
+        updated = client.agents.update(agent)
+
+        assert updated.description is None
+        assert updated.config.result_webhook is None
+        stored = emulator.rest.agents[agent_id]
+        assert stored["description"] is None
+        assert stored["config"]["resultWebhook"] is None
+        assert stored["config"]["llmConfig"] == {"prompt": None, "apiKey": "sk-x"}
+        assert stored["config"]["futureSetting"] == {"keep": True}
+        put = bodies(emulator, "/agents/", "PUT")[-1]
+        # Attributes the service never sent stay off the wire instead of becoming nulls.
+        for absent in ("ttsConfig", "sttConfig", "features", "tools", "mcpConnections"):
+            assert absent not in put["config"]
+        assert set(put["config"]["llmConfig"]) == {"prompt", "apiKey"}
+        # The cleared webhook really is gone: a finished call notifies nobody.
+        call = client.calls.create(agent_id, "+15550100")
+        emulator.rest.complete_call(str(call.call_id))
+        assert emulator.rest.webhooks == []
+        assert receiver.received == []
+
     def test_template(self, client: Client) -> None:
         template = client.agents.template()
         assert template.agent_id is None
@@ -260,6 +295,72 @@ class TestCalls:
         assert stats.statuses["Completed"] == 1
         assert stats.statuses["Canceled"] == 1
         assert client.calls.statistics().statuses["Queued"] == 4
+
+    def test_a_call_is_seen_in_each_status_it_moves_through(
+        self, client: Client, emulator: Emulator, receiver: Receiver
+    ) -> None:
+        """The emulator moves the call only when told to, so every status can be looked at."""
+        agent_id = make_agent(client, resultWebhook={"url": receiver.url})
+        call = client.calls.create(agent_id, "+15550100")
+        call_id = str(call.call_id)
+        seen = [call.status]
+
+        queued = client.calls.get(call_id)
+        seen.append(queued.status)
+        assert not queued.finished
+        assert client.calls.statistics(agent_id=agent_id).statuses["Queued"] == 1
+
+        assert emulator.rest.advance_call(call_id) == CallStatus.RUNNING
+        running = client.calls.get(call_id)
+        seen.append(running.status)
+        assert running.record_id == call_id
+        assert running.completed_time is None
+        assert client.misc.concurrency().active == 1
+        assert [c.status for c in client.calls.queue(agent_id=agent_id).calls] == ["Running"]
+        with pytest.raises(ConflictError):
+            client.calls.cancel(call_id)  # only a call that has not started can be canceled
+        assert list(client.call_results.search(call_ids=[call_id])) == []
+        assert emulator.rest.webhooks == []
+
+        assert emulator.rest.advance_call(call_id) == CallStatus.COMPLETED
+        done = client.calls.get(call_id)
+        seen.append(done.status)
+        assert done.finished
+        assert done.completed_time is not None
+        assert client.misc.concurrency().active == 0
+        assert client.calls.queue(agent_id=agent_id).total == 0
+        (result,) = client.call_results.search(call_ids=[call_id])
+        assert result.call_status == CallStatus.COMPLETED
+        (delivery,) = emulator.rest.wait_webhooks(1)
+        assert delivery.type == "CompletedWebHookPayload"
+
+        assert seen == ["Queued", "Queued", "Running", "Completed"]
+        assert emulator.rest.advance_call(call_id) == CallStatus.COMPLETED  # finished stays
+
+    def test_a_users_cancel_fires_the_deadline_webhook(
+        self, client: Client, emulator: Emulator, receiver: Receiver
+    ) -> None:
+        """Documented for DELETE /calls/{id} (API reference, cancel-call): the call becomes
+        Canceled and the deadline webhook is sent, as for a missed deadline."""
+        agent_id = make_agent(client, resultWebhook={"url": receiver.url})
+        call = client.calls.create(agent_id, "+15550100", additional_data={"campaign": "c2"})
+        client.calls.cancel(str(call.call_id))
+        (delivery,) = emulator.rest.wait_webhooks(1)
+        payload = webhooks.parse(delivery.payload)
+        assert isinstance(payload, webhooks.CallDeadlineWebhook)
+        assert payload.status == CallStatus.CANCELED
+        assert payload.call_id == call.call_id
+        assert payload.call_additional_data == {"campaign": "c2"}
+
+    def test_a_queued_call_past_its_deadline_is_canceled_when_it_would_start(
+        self, client: Client, emulator: Emulator
+    ) -> None:
+        agent_id = make_agent(client)
+        past = datetime.now(timezone.utc) - timedelta(minutes=1)
+        call = client.calls.create(agent_id, "+15550100", call_deadline=past)
+        assert client.calls.get(str(call.call_id)).status == CallStatus.QUEUED
+        assert emulator.rest.advance_call(str(call.call_id)) == CallStatus.CANCELED
+        assert client.calls.get(str(call.call_id)).status == CallStatus.CANCELED
 
     def test_a_queued_call_runs_completes_and_fires_the_result_webhook(
         self, client: Client, emulator: Emulator, receiver: Receiver
@@ -400,6 +501,32 @@ class TestWebIntegrations:
         )
         with pytest.raises(NotFoundError):
             client.web_integrations.get("nope")
+
+    def test_none_set_on_an_integration_object_clears_the_field(
+        self, client: Client, emulator: Emulator
+    ) -> None:
+        agent_id = make_agent(client)
+        created = client.web_integrations.create(
+            agent_id,
+            "Site widget",
+            origins=["https://shop.example"],
+            tools=["checkOrderStatus"],
+            description="for the shop",
+        )
+        integration_id = str(created.integration_id)
+        emulator.rest.integrations[integration_id]["futureField"] = {"x": 1}
+        integration = client.web_integrations.get(integration_id)
+        integration.description = None
+        integration.origins = None
+        updated = client.web_integrations.update(integration)
+        assert updated.description is None
+        assert updated.origins is None
+        assert updated.tools == ["checkOrderStatus"]
+        put = bodies(emulator, "/web-integrations", "PUT")[-1]
+        assert put["description"] is None
+        assert put["origins"] is None
+        assert put["futureField"] == {"x": 1}
+        assert put["widgetAppearance"] == {"theme": "dark"}
 
     def test_validation(self, client: Client) -> None:
         agent_id = make_agent(client)

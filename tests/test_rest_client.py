@@ -2,8 +2,9 @@
 
 import logging
 import socket
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
+import attrs
 import pytest
 import requests
 
@@ -295,6 +296,160 @@ class TestRetries:
         assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
         assert retry_after("soon") is None
         assert retry_after(None) is None
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> List[float]:
+    """A fake monotonic clock for the retry deadline; backoff waits advance it instantly."""
+    now = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(rest_http, "_clock", lambda: now[0])
+    monkeypatch.setattr(rest_http, "_sleep", sleep)
+    return now
+
+
+class ReadTimeouts(requests.Session):
+    """A session whose every request "waits" its whole read timeout on the fake clock, then
+    times out: the slow-service case without spending the time."""
+
+    def __init__(self, now: List[float]) -> None:
+        super().__init__()
+        self.now = now
+        self.timeouts: List[Any] = []
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        timeout = kwargs["timeout"]
+        self.timeouts.append(timeout)
+        self.now[0] += timeout[1] if isinstance(timeout, tuple) else timeout
+        raise requests.ReadTimeout(f"Read timed out. (read timeout={timeout})")
+
+
+class TestTotalTimeout:
+    def test_the_default_bounds_read_timeouts_to_a_minute(self, clock: List[float]) -> None:
+        session = ReadTimeouts(clock)
+        policy = RetryPolicy(jitter=False)  # the defaults, minus randomness
+        assert policy.total_timeout == 60
+        client = Client(api_key="k-1", base_url="http://127.0.0.1:9", session=session, retry=policy)
+        started = clock[0]
+        with pytest.raises(ApiConnectionError, match="timed out"):
+            client.agents.list()
+        # 30 s, a 0.5 s wait, then the rest of the minute; a third attempt could not start.
+        assert session.timeouts == [30.0, 29.5]
+        assert clock[0] - started == 60.0
+
+    def test_without_a_bound_every_retry_gets_the_full_timeout(self, clock: List[float]) -> None:
+        session = ReadTimeouts(clock)
+        policy = RetryPolicy(jitter=False, total_timeout=None)
+        client = Client(
+            api_key="k-1",
+            base_url="http://127.0.0.1:9",
+            session=session,
+            retry=policy,
+            timeout=(5.0, 30.0),
+        )
+        with pytest.raises(ApiConnectionError):
+            client.agents.list()
+        assert session.timeouts == [(5.0, 30.0)] * 4
+
+    def test_a_tuple_timeout_is_cut_to_the_time_left(self, clock: List[float]) -> None:
+        session = ReadTimeouts(clock)
+        policy = RetryPolicy(jitter=False, total_timeout=40)
+        client = Client(
+            api_key="k-1",
+            base_url="http://127.0.0.1:9",
+            session=session,
+            retry=policy,
+            timeout=(5.0, 30.0),
+        )
+        with pytest.raises(ApiConnectionError):
+            client.agents.list()
+        assert session.timeouts == [(5.0, 30.0), (5.0, 9.5)]
+
+    def test_no_retry_is_waited_for_past_the_deadline(
+        self, emulator: Emulator, clock: List[float]
+    ) -> None:
+        emulator.rest.fail(503, times=None, path="/agents")
+        policy = RetryPolicy(max_retries=10, backoff=10, max_backoff=100, jitter=False)
+        bounded = attrs.evolve(policy, total_timeout=25)
+        with Client(emulator.api_key, emulator.base_url, retry=bounded) as client:
+            started = clock[0]
+            with pytest.raises(ApiError) as info:
+                client.agents.list()
+        assert info.value.status == 503
+        # Waits of 10 s and then 20 s: the second would end past 25 s, so it is not taken.
+        assert len(emulator.rest.requests_to("/agents")) == 2
+        assert clock[0] - started == 10
+
+    def test_a_retry_after_beyond_the_deadline_is_raised_at_once(
+        self, emulator: Emulator, clock: List[float]
+    ) -> None:
+        emulator.rest.fail(429, path="/agents", retry_after=45)
+        policy = RetryPolicy(total_timeout=30)
+        with (
+            Client(emulator.api_key, emulator.base_url, retry=policy) as client,
+            pytest.raises(RateLimitError),
+        ):
+            client.agents.list()
+        assert len(emulator.rest.requests_to("/agents")) == 1
+
+
+class TestRetriedDeletes:
+    def test_a_cancel_whose_answer_was_lost_succeeds_on_its_retry(
+        self, client: Client, emulator: Emulator, sleeps: List[float]
+    ) -> None:
+        agent = client.agents.create("a", {})
+        call = client.calls.create(str(agent.agent_id), "+15550100")
+        # The first DELETE cancels the call, but a gateway answers 504; the retry gets a 409.
+        emulator.rest.fail(504, method="DELETE", path="/calls/", processed=True)
+        client.calls.cancel(str(call.call_id))
+        assert [r.status for r in emulator.rest.requests_to("/calls/", "DELETE")] == [504, 409]
+        assert client.calls.get(str(call.call_id)).status == "Canceled"
+
+    def test_a_retried_cancel_of_a_call_that_started_still_fails(
+        self, client: Client, emulator: Emulator, sleeps: List[float]
+    ) -> None:
+        agent = client.agents.create("a", {})
+        call = client.calls.create(str(agent.agent_id), "+15550100")
+        emulator.rest.advance_call(str(call.call_id))  # Running: cannot be canceled
+        emulator.rest.fail(503, method="DELETE", path="/calls/")
+        with pytest.raises(ConflictError) as info:
+            client.calls.cancel(str(call.call_id))
+        assert info.value.earlier_attempt_uncertain
+        assert client.calls.get(str(call.call_id)).status == "Running"
+
+    def test_a_conflict_after_a_429_or_on_the_first_attempt_is_raised(
+        self, client: Client, emulator: Emulator, sleeps: List[float]
+    ) -> None:
+        agent = client.agents.create("a", {})
+        call = client.calls.create(str(agent.agent_id), "+15550100")
+        client.calls.cancel(str(call.call_id))
+        with pytest.raises(ConflictError) as info:
+            client.calls.cancel(str(call.call_id))  # already canceled, and we know it
+        assert not info.value.earlier_attempt_uncertain
+        emulator.rest.fail(429, method="DELETE", path="/calls/", retry_after=0)
+        with pytest.raises(ConflictError) as info:
+            client.calls.cancel(str(call.call_id))  # a 429 means the first try did nothing
+        assert not info.value.earlier_attempt_uncertain
+        with pytest.raises(NotFoundError):
+            client.calls.cancel("no-such-call")
+
+    def test_a_revoke_whose_answer_was_lost_succeeds_on_its_retry(
+        self, client: Client, emulator: Emulator, sleeps: List[float]
+    ) -> None:
+        agent = client.agents.create("a", {})
+        integration = client.web_integrations.create(str(agent.agent_id), "web")
+        integration_id = str(integration.integration_id)
+        token = client.web_integrations.create_token(integration_id, "t1")
+        emulator.rest.fail(502, method="DELETE", path="/web-integrations/", processed=True)
+        client.web_integrations.revoke_token(integration_id, str(token.token_id))
+        statuses = [r.status for r in emulator.rest.requests_to("/web-integrations/", "DELETE")]
+        assert statuses == [502, 404]
+        assert client.web_integrations.get(integration_id).tokens == []
+        with pytest.raises(NotFoundError):
+            client.web_integrations.revoke_token(integration_id, str(token.token_id))
 
 
 class TestSecrets:

@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 import blackbox_sync as bb
 from blackbox_sync.convert import LooseStr
-from blackbox_sync.messages import encode
+from blackbox_sync.messages import IncomingChatMessage, encode
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent, SendRaw
 from blackbox_sync.testing.faults import Close, Drop, On, Refuse, Stall, ws_frame
 
@@ -349,6 +350,75 @@ def test_secrets_never_appear_in_logs_reprs_or_errors(
     assert not leaks, f"secrets leaked: {leaks}\n" + _context(blob, secrets)
 
 
+def _server_texts(error: bb.ApiError) -> str:
+    """Every attribute of an API error that carries what the server wrote, as one text."""
+    return "\n".join(
+        [
+            str(error),
+            repr(error),
+            repr(error.args),
+            error.title,
+            error.detail,
+            str(error.instance),
+            str(error.request_id),
+            json.dumps(error.body),
+        ]
+    )
+
+
+def test_api_errors_mask_secrets_in_every_attribute(emulator: Emulator) -> None:
+    """A server that echoes the request back must not put the credentials in ``.body``."""
+    key = emulator.api_key
+    emulator.rest.fail(
+        400,
+        path="/agents",
+        title=f"Rejected key {key}",
+        detail=f"Authorization: Bearer {key} is not valid here",
+    )
+    with (
+        bb.Client(api_key=key, base_url=emulator.base_url) as client,
+        pytest.raises(bb.ApiError) as info,
+    ):
+        client.agents.list()
+    error = info.value
+    assert error.status == 400
+    assert error.instance == "/api/v1/agents"
+    assert isinstance(error.body, dict)
+    assert error.body["status"] == 400
+    assert "Rejected key ***" in error.body["title"]
+    text = _server_texts(error)
+    assert key not in text
+    assert "Bearer ***" in error.detail
+
+
+def test_api_error_body_masks_query_credentials_the_client_never_knew() -> None:
+    """``instance`` (and any string in the body) may quote a URL with ``?token=``."""
+    import requests
+
+    from blackbox_sync.rest.http import error_for
+
+    problem = {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "see /api/v1/ws/webCall?token=tok-other-1234",
+        "instance": "/api/v1/web-integrations/discover?token=tok-known-5678",
+        "errors": {"authorization": ["authorization=sk-live-9999 is malformed"]},
+        "traceId": "trace-with-key-KEY-0001",
+    }
+    response = requests.Response()
+    response.status_code = 400
+    response._content = json.dumps(problem).encode()
+    response.headers["Content-Type"] = "application/problem+json"
+    error = error_for(response, "GET", "https://h/api/v1/x", ["tok-known-5678", "KEY-0001"])
+    text = _server_texts(error)
+    for secret in ("tok-other-1234", "tok-known-5678", "sk-live-9999", "KEY-0001"):
+        assert secret not in text
+    assert error.instance == "/api/v1/web-integrations/discover?token=***"
+    assert error.body["errors"] == {"authorization": ["authorization=*** is malformed"]}
+    assert error.body["status"] == 400  # only text is touched
+
+
 def test_secrets_never_appear_in_qa_reports(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -543,6 +613,49 @@ class TestBounds:
         answers = [f["content"]["id"] for f in emulator.frames if f.type == "websocketToolResponse"]
         assert sorted(answers) == sorted(f"t{i}" for i in range(count))  # each exactly once
 
+    def test_a_flood_of_texts_keeps_only_the_last_max_history(
+        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+    ) -> None:
+        count, keep = 3000, 500
+        texts = [
+            json.loads(encode(bb.TextMessage(source=LooseStr("assistant"), text=f"t{i}")))
+            for i in range(count)
+        ]
+        emulator.default_agent = ScriptedAgent(
+            [Rule("go", steps=[SendRaw(t) for t in texts])], echo=False
+        )
+        conv = connect(max_history=keep)
+        reply = conv.ask("go", timeout=20)
+        # The oldest frames went; the newest stay, in order, in the history and in the turn.
+        expected = [f"t{i}" for i in range(count - keep, count)]
+        assert reply.texts == expected
+        assert len(reply.messages) == keep
+        assert [m.text for m in conv.transcript] == expected
+        assert len(conv.history) == keep
+
+    def test_a_flood_of_bad_frames_keeps_bounded_errors(
+        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+    ) -> None:
+        size, count = 256 * 1024, 150
+        junk = "{" + "x" * (size - 1)  # not JSON: each one is a ProtocolError
+        emulator.default_agent = ScriptedAgent(
+            [Rule("go", steps=[*(SendRaw(junk) for _ in range(count)), SendRaw({"type": "end"})])]
+        )
+        conv = connect()
+        ended = threading.Event()
+        conv.on("end", lambda m: ended.set())
+        conv.send("go")
+        assert ended.wait(20)
+        errors = [e for e in conv.errors if isinstance(e, bb.ProtocolError)]
+        assert 0 < len(errors) < count  # the list stops growing, at the first ones
+        limit = bb.ProtocolError.MAX_PAYLOAD
+        for error in errors:
+            assert error.payload == junk[:limit]
+            assert error.truncated
+            assert error.payload_size == size
+        small = bb.ProtocolError("bad", "{x")
+        assert (small.payload, small.truncated, small.payload_size) == ("{x", False, 2)
+
     def test_additional_data_is_checked_before_connecting(self, emulator: Emulator) -> None:
         big = {"notes": "x" * 70_000}
         with pytest.raises(bb.UsageError, match="max_frame_bytes"):
@@ -717,3 +830,119 @@ def _has_braces(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_braces(v) for v in value)
     return False
+
+
+# --- sends against a peer that stopped reading ----------------------------------------------------
+
+BIG = "x" * 60_000  # one frame just under max_frame_bytes: the buffers fill in a few hundred
+
+
+def flood(conv: bb.Conversation, progressed: threading.Event, failure: List[BaseException]) -> None:
+    """Send big frames until a send fails; ``progressed`` is set after each one that went out."""
+    try:
+        for _ in range(10_000):
+            conv.send(BIG)
+            progressed.set()
+    except BaseException as exc:
+        failure.append(exc)
+
+
+def wait_until_stuck(progressed: threading.Event, thread: threading.Thread) -> None:
+    """Wait until the flooding thread stopped getting frames out (its send blocks)."""
+    deadline = time.monotonic() + 20
+    while progressed.wait(0.5):  # a frame went out within the last half second: not stuck yet
+        progressed.clear()
+        assert time.monotonic() < deadline, "the peer kept taking frames"
+    assert thread.is_alive()
+
+
+class TestSendBounds:
+    def test_a_send_times_out_breaks_the_connection_and_is_reported(
+        self, raw_server: RawServer
+    ) -> None:
+        conv, _ = connect_raw(raw_server, send_timeout=0.5)
+        lost = threading.Event()
+        conv.on_close(lambda code, reason: lost.set())
+        failure: List[BaseException] = []
+        start = time.monotonic()
+        flood(conv, threading.Event(), failure)
+        assert time.monotonic() - start < 20
+        assert isinstance(failure[0], bb.ConnectionClosedError)
+        assert "send timed out" in str(failure[0])
+        with pytest.raises(bb.ConnectionClosedError):  # a half-written frame: nothing goes on
+            conv.send("more")
+        assert lost.wait(5)  # the socket was cut, and the reader reported it lost
+        assert conv.closed
+        assert conv.close_code is None
+        assert any(
+            isinstance(e, bb.ConnectionClosedError) and "not reading" in str(e) for e in conv.errors
+        )
+        start = time.monotonic()
+        conv.close()
+        assert time.monotonic() - start < 2
+
+    def test_close_returns_while_another_send_is_stuck(self, raw_server: RawServer) -> None:
+        conv, _ = connect_raw(raw_server)  # the default send_timeout, 10 s
+        progressed = threading.Event()
+        failure: List[BaseException] = []
+        sender = threading.Thread(target=flood, args=(conv, progressed, failure))
+        sender.start()
+        wait_until_stuck(progressed, sender)
+        start = time.monotonic()
+        conv.close()
+        assert time.monotonic() - start < 0.5 + 2
+        sender.join(2)
+        assert not sender.is_alive(), "the stuck send was not woken by close()"
+        assert isinstance(failure[0], bb.ConnectionClosedError)
+        assert conv.closed
+
+    def test_ask_honours_its_timeout_behind_a_stuck_send(self, raw_server: RawServer) -> None:
+        conv, _ = connect_raw(raw_server)
+        progressed = threading.Event()
+        failure: List[BaseException] = []
+        sender = threading.Thread(target=flood, args=(conv, progressed, failure))
+        sender.start()
+        wait_until_stuck(progressed, sender)
+        start = time.monotonic()
+        with pytest.raises(bb.ConnectionClosedError, match="send timed out"):
+            conv.ask("hello?", timeout=1)
+        assert time.monotonic() - start < 1 + 2
+        sender.join(2)
+        assert not sender.is_alive()
+        assert isinstance(failure[0], bb.ConnectionClosedError)
+        conv.close()
+
+
+def test_a_secret_across_the_log_cut_is_redacted_whole(
+    connect: Callable[..., bb.Conversation],
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="blackbox_sync")
+    token = emulator.token
+    conv = connect()
+    sent: List[str] = []
+    conv.on_frame_sent(sent.append)
+    # Frames are logged cut to 500 characters: put the token right across that cut.
+    cut, half = 500, len(token) // 2
+    prefix = encode(IncomingChatMessage("")).index('"content":"') + len('"content":"')
+    text = "x" * (cut - half - prefix) + token + " tail"
+    conv.ask(text, timeout=5)
+    assert sent[-1].index(token) == cut - half  # the frame as sent straddles the cut
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "→" in logged
+    assert token[:half] not in logged
+    assert token[half:] not in logged
+
+
+def test_a_send_on_a_socket_closed_under_it_is_an_os_error() -> None:
+    """The reader may close the socket while another thread is about to send; that send must
+    fail as a closed connection (an OSError, turned into ConnectionClosedError), not as the
+    ValueError the OS poller raises for a file descriptor of -1."""
+    from blackbox_sync.connection import _BoundedSender
+
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    ours.close()
+    with pytest.raises(OSError, match="closed"):
+        _BoundedSender().send(ours, b"frame", time.monotonic() + 1)

@@ -29,7 +29,9 @@ class Model:
         """The JSON object for this model: ``raw`` with the modelled attributes written over it.
 
         Fields this version does not model travel back untouched, which is what a
-        GET-modify-PUT of a large object (an agent's ``config``) needs.
+        GET-modify-PUT of a large object (an agent's ``config``) needs. An attribute you set to
+        ``None`` goes out as ``null`` when the service had sent a value for it (that is how a
+        PUT clears it); one that was absent and is still ``None`` stays absent.
         """
         wire: Dict[str, Any] = _wire_of(self)
         return wire
@@ -79,15 +81,34 @@ def _wire_of(value: Any) -> Any:
             if field.name == "raw":
                 continue
             item = getattr(value, field.name)
+            paths = wire_paths(type(value), field)
             if item is None and field.default is None:
-                continue  # "not set": keep whatever the service sent
-            _assign(out, wire_paths(type(value), field)[0], _wire_of(item))
+                _clear(out, paths)
+                continue
+            _assign(out, paths[0], _wire_of(item))
         return out
     if isinstance(value, (list, tuple)):
         return [_wire_of(v) for v in value]
     if isinstance(value, dict):
         return {k: _wire_of(v) for k, v in value.items()}
     return converter.unstructure(value)
+
+
+def _clear(obj: Dict[str, Any], paths: Tuple[Tuple[str, ...], ...]) -> None:
+    """Write ``null`` where the service sent a value for an attribute that is now ``None``.
+
+    Decoding turns every non-null wire value into a non-``None`` attribute, so ``None`` over a
+    non-null ``raw`` value can only mean the caller cleared it. A field the service did not send
+    (or sent as null) stays as it was: an untouched ``None`` changes nothing on the server. Null
+    rather than leaving the key out, because a PUT may keep a missing key's old value (the
+    emulator does, and the docs are not clear that the live service does not).
+    """
+    for path in paths:
+        node: Any = obj
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            _assign(obj, path, None)
 
 
 def _assign(obj: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:

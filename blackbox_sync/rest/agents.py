@@ -139,7 +139,10 @@ class Agents(Resource):
         Given an id, the agent is fetched first (GET-modify-PUT); given an :class:`Agent`, that
         object (with any attribute you changed) is sent. ``config`` is a camelCase patch merged
         into the current config (``{"llmConfig": {"prompt": "..."}}``); config keys this library
-        does not model travel back untouched. ``None`` means "leave as is".
+        does not model travel back untouched. A keyword left ``None`` means "leave as is"; to
+        clear a field, set it to ``None`` on the object and pass the object
+        (``agent.description = None``, ``agent.config.result_webhook = None``): it is sent as
+        ``null``.
         """
         current = self.get(agent) if isinstance(agent, str) else agent
         if current.agent_id is None:

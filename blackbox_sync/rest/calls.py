@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import attrs
 
 from blackbox_sync.convert import LooseStr, unstructure
+from blackbox_sync.errors import ConflictError, NotFoundError
 
 from ._base import Pager, Resource, drop_none, path
 from ._model import Model
@@ -142,8 +143,20 @@ class Calls(Resource):
         return self._one(Call, "GET", path("/calls/{}", call_id))
 
     def cancel(self, call_id: str) -> None:
-        """Cancel a scheduled call (not one that is running or finished)."""
-        self._send("DELETE", path("/calls/{}", call_id))
+        """Cancel a scheduled call (not one that is running or finished).
+
+        DELETE is retried on transient failures, and an attempt that timed out may still have
+        canceled the call; its retry then gets a 404 or 409. That answer counts as success when
+        the call is gone or (checked with a GET) ``Canceled``. A 409 on the first attempt, or
+        for a call that is running, is raised as :class:`~blackbox_sync.ConflictError`.
+        """
+        try:
+            self._send("DELETE", path("/calls/{}", call_id))
+        except (NotFoundError, ConflictError) as exc:
+            if not exc.earlier_attempt_uncertain:
+                raise
+            if isinstance(exc, ConflictError) and self.get(call_id).status != CallStatus.CANCELED:
+                raise
 
     def queue(
         self,

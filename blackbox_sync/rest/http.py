@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from blackbox_sync._version import __version__
 from blackbox_sync.convert import format_timestamp
@@ -27,7 +28,7 @@ from blackbox_sync.errors import (
     ProtocolError,
     RateLimitError,
 )
-from blackbox_sync.redact import SECRET_PARAMS, Secret, redact_text, redact_url
+from blackbox_sync.redact import SECRET_PARAMS, Secret, redact_json, redact_text, redact_url
 from blackbox_sync.urls import http_base
 
 log = logging.getLogger("blackbox_sync.rest")
@@ -37,8 +38,10 @@ USER_AGENT = f"blackbox-sync/{__version__}"
 
 Params = Mapping[str, Any]
 
-# Indirection so tests can watch the backoff without slowing down or patching `time` globally.
+# Indirections so tests can watch the backoff and the retry deadline without slowing down or
+# patching `time` globally.
 _sleep: Callable[[float], None] = time.sleep
+_clock: Callable[[], float] = time.monotonic
 
 
 class _RedactQuery(logging.Filter):
@@ -70,6 +73,12 @@ class RetryPolicy:
     The wait before retry *n* (1-based) is ``backoff * 2 ** (n - 1)``, capped at ``max_backoff``,
     with jitter; a ``Retry-After`` header replaces it when present (429/503). A ``Retry-After``
     longer than ``max_retry_after`` is not waited for: the error is raised at once.
+
+    ``total_timeout`` bounds one request with all its retries, in seconds from the first
+    attempt: no retry starts (or is waited for) past it, and a retry's own timeout is shortened
+    to what is left. The first attempt always gets the client's full ``timeout``, so a request
+    fails after about ``max(timeout, total_timeout)`` seconds at most. ``None`` removes the bound
+    (then a request can take ``(max_retries + 1) * timeout`` plus the waits).
     """
 
     max_retries: int = 3
@@ -79,6 +88,7 @@ class RetryPolicy:
     jitter: bool = True
     statuses: FrozenSet[int] = frozenset({429, 502, 503, 504})
     methods: FrozenSet[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+    total_timeout: Optional[float] = 60.0
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based), without a server hint."""
@@ -145,7 +155,12 @@ class HttpTransport:
         retryable = method in self.retry.methods if retry is None else retry
         headers = {**self._headers, "Authorization": f"Bearer {self._api_key.reveal()}"}
         secrets = self._secrets(params)
+        total = self.retry.total_timeout
+        deadline = None if total is None else _clock() + total
         attempt = 0
+        # Set once an attempt ended without a definite answer: it may have taken effect, so a
+        # later 404/409 can be the echo of our own success (see ApiError.earlier_attempt_uncertain).
+        uncertain = False
         while True:
             attempt += 1
             started = time.monotonic()
@@ -156,13 +171,15 @@ class HttpTransport:
                     params=_clean_params(params),
                     json=json_body,
                     headers=headers,
-                    timeout=self.timeout,
+                    timeout=self.timeout if attempt == 1 else _shorten(self.timeout, deadline),
                 )
             except _TRANSIENT as exc:
                 text = redact_text(f"{method} {redact_url(url)}: {exc}", *secrets)
-                if not retryable or attempt > self.retry.max_retries:
+                delay = self._retry_delay(retryable, attempt, None, deadline)
+                if delay is None:
                     raise ApiConnectionError(text) from None  # the cause's text holds the raw URL
-                self._wait(attempt, None, f"{type(exc).__name__}", method, url)
+                uncertain = uncertain or not _never_sent(exc)
+                self._wait(attempt, delay, f"{type(exc).__name__}", method, url)
                 continue
             shown = redact_url(response.url or url)
             log.debug(
@@ -175,19 +192,35 @@ class HttpTransport:
             if response.ok:
                 return _json_body(response, f"{method} {urlsplit(shown).path}")
             hint = retry_after(response.headers.get("Retry-After"))
-            if (
-                retryable
-                and response.status_code in self.retry.statuses
-                and attempt <= self.retry.max_retries
-                and (hint is None or hint <= self.retry.max_retry_after)
-            ):
+            delay = (
+                self._retry_delay(retryable, attempt, hint, deadline)
+                if response.status_code in self.retry.statuses
+                else None
+            )
+            if delay is not None:
                 response.close()
-                self._wait(attempt, hint, f"HTTP {response.status_code}", method, url)
+                # A 429 is a refusal before any work; a gateway error may hide a done request.
+                uncertain = uncertain or response.status_code != 429
+                self._wait(attempt, delay, f"HTTP {response.status_code}", method, url)
                 continue
-            raise error_for(response, method, shown, secrets)
+            error = error_for(response, method, shown, secrets)
+            error.earlier_attempt_uncertain = uncertain
+            raise error
 
-    def _wait(self, attempt: int, hint: Optional[float], why: str, method: str, url: str) -> None:
+    def _retry_delay(
+        self, retryable: bool, attempt: int, hint: Optional[float], deadline: Optional[float]
+    ) -> Optional[float]:
+        """Seconds to wait before retrying attempt ``attempt``, or ``None`` to give up now."""
+        if not retryable or attempt > self.retry.max_retries:
+            return None
+        if hint is not None and hint > self.retry.max_retry_after:
+            return None
         delay = self.retry.delay(attempt) if hint is None else hint
+        if deadline is not None and _clock() + delay >= deadline:
+            return None  # the retry could not even start before the total timeout
+        return delay
+
+    def _wait(self, attempt: int, delay: float, why: str, method: str, url: str) -> None:
         log.info(
             "retrying %s %s after %s in %.2f s (retry %d of %d)",
             method,
@@ -205,6 +238,31 @@ class HttpTransport:
             if key.lower() in SECRET_PARAMS and isinstance(value, str):
                 found.append(value)
         return found
+
+
+Timeout = Union[None, float, "tuple[float, float]"]
+
+
+def _shorten(timeout: Timeout, deadline: Optional[float]) -> Timeout:
+    """A retry's timeout: the configured one, cut to what is left before ``deadline``."""
+    if deadline is None:
+        return timeout
+    left = max(0.001, deadline - _clock())
+    if timeout is None:
+        return left
+    if isinstance(timeout, tuple):
+        return (min(timeout[0], left), min(timeout[1], left))
+    return min(timeout, left)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request surely never reached the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+        return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    return False
 
 
 def retry_after(value: Optional[str]) -> Optional[float]:
@@ -252,8 +310,11 @@ def error_for(
         if not detail and isinstance(body.get("errors"), dict):
             # ASP.NET validation problems put the reasons in `errors: {field: [messages]}`.
             detail = "; ".join(f"{k}: {_text(v)}" for k, v in body["errors"].items())
+    # Everything the server wrote is masked before it reaches the exception: a message may
+    # quote the request (a URL with ?token=, an Authorization header), and callers log `.body`.
     title = redact_text(title or response.reason or "", *secrets)
     detail = redact_text(detail, *secrets)
+    instance = body.get("instance") if isinstance(body, dict) else None
     request_id = next(
         (response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None
     )
@@ -261,7 +322,11 @@ def error_for(
         found = body.get("traceId") or body.get("requestId")
         request_id = None if found is None else str(found)
     cls = _ERRORS.get(status, ApiError)
-    extra: Dict[str, Any] = {"request_id": request_id, "body": body}
+    extra: Dict[str, Any] = {
+        "request_id": None if request_id is None else redact_text(request_id, *secrets),
+        "body": redact_json(body, *secrets),
+        "instance": None if instance is None else redact_text(_text(instance), *secrets),
+    }
     if cls is RateLimitError:
         extra["retry_after"] = retry_after(response.headers.get("Retry-After"))
     error = cls(status, title, detail, **extra)

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import attrs
 
 from blackbox_sync.convert import KEEP_NONE, LooseStr, unstructure
+from blackbox_sync.errors import ConflictError, NotFoundError
 
 from ._base import Resource, drop_none, path
 from ._model import Model
@@ -168,7 +169,9 @@ class WebIntegrations(Resource):
     ) -> WebIntegration:
         """Change an integration: GET it (unless given), apply the changes, PUT the whole body.
 
-        ``None`` means "leave as is"; pass ``[]`` to empty ``origins`` or ``tools``.
+        A keyword left ``None`` means "leave as is"; pass ``[]`` to empty ``origins`` or
+        ``tools``. To clear a field, set it to ``None`` on the object and pass the object
+        (``integration.description = None``): it is sent as ``null``.
         """
         current = self.get(integration) if isinstance(integration, str) else integration
         changes = drop_none(
@@ -202,8 +205,21 @@ class WebIntegrations(Resource):
         )
 
     def revoke_token(self, integration_id: str, token_id: str) -> None:
-        """Revoke a token; conversations can no longer start with it."""
-        self._send("DELETE", path("/web-integrations/{}/tokens/{}", integration_id, token_id))
+        """Revoke a token; conversations can no longer start with it.
+
+        DELETE is retried on transient failures, and an attempt that timed out may still have
+        revoked the token; its retry then gets a 404 or 409. That answer counts as success
+        when the token is gone (a 409 is checked against the integration's token list).
+        """
+        try:
+            self._send("DELETE", path("/web-integrations/{}/tokens/{}", integration_id, token_id))
+        except (NotFoundError, ConflictError) as exc:
+            if not exc.earlier_attempt_uncertain:
+                raise
+            if isinstance(exc, ConflictError):
+                listed = self.get(integration_id).tokens or []
+                if any(str(t.token_id) == str(token_id) for t in listed):
+                    raise
 
     def discover(self, token: str) -> IntegrationDiscovery:
         """Look up the integration behind a token (the public endpoint widgets use)."""

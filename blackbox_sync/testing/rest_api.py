@@ -132,7 +132,7 @@ async def _answer(
     if fault is not None:
         if fault.delay:
             await asyncio.sleep(fault.delay)
-        if fault.status is not None:
+        if fault.status is not None and not fault.processed:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
             return problem(
                 fault.status,
@@ -154,6 +154,13 @@ async def _answer(
         result = await handler(request, state, data)
     except (ChatError, h.Problem) as exc:
         return problem(exc.status, exc.detail, instance=request.path), data
+    if fault is not None and fault.status is not None:  # handled, but the answer is "lost"
+        return problem(
+            fault.status,
+            fault.detail or "injected by the emulator after handling the request",
+            title=fault.title,
+            instance=request.path,
+        ), data
     if result is None:
         return web.Response(status=204), data
     return web.json_response(result), data

@@ -256,23 +256,40 @@ def new_call(state: RestState, agent_id: str, body: Dict[str, Any]) -> Dict[str,
 
 
 async def _progress(state: RestState, call_id: str, step: float) -> None:
+    # The timed walk takes the same steps a test takes by hand with advance_call(); it leaves
+    # alone a call that a test (or a cancel) has moved in the meantime.
     await asyncio.sleep(step)
     with state.lock:
         call = state.calls.get(call_id)
-        if call is None or call["status"] != QUEUED:
+        if call is None or call["status"] != QUEUED or advance_call(state, call_id) != RUNNING:
             return
-        deadline = parse_timestamp(call.get("callDeadline"))
-        if deadline is not None and deadline <= utcnow():
-            cancel_call(state, call_id)
-            return
-        call["status"] = RUNNING
-        call["recordId"] = call_id
-        state.touch()
     await asyncio.sleep(step)
     with state.lock:
         call = state.calls.get(call_id)
         if call is not None and call["status"] == RUNNING:
+            advance_call(state, call_id)
+
+
+def advance_call(state: RestState, call_id: str) -> str:
+    """Move a scheduled call one status on and return the new status. Any thread.
+
+    Queued (or Created, Pending) → Running, or → Canceled with the deadline webhook when its
+    ``callDeadline`` has passed; Running → Completed, with its call result and result webhook.
+    A finished call stays as it is.
+    """
+    with state.lock:
+        call = state.calls[call_id]
+        if call["status"] in CANCELABLE:
+            deadline = parse_timestamp(call.get("callDeadline"))
+            if deadline is not None and deadline <= utcnow():
+                cancel_call(state, call_id)
+            else:
+                call["status"] = RUNNING
+                call["recordId"] = call_id
+                state.touch()
+        elif call["status"] == RUNNING:
             complete_call(state, call_id)
+        return str(call["status"])
 
 
 def complete_call(

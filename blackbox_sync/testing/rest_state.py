@@ -37,7 +37,9 @@ class RestFault:
     ``None`` matches any. ``times`` ``None`` means until :meth:`RestState.clear_faults`.
     ``retry_after`` is sent as the ``Retry-After`` header (fractions are allowed here so tests
     stay fast; the live service sends whole seconds). ``delay`` waits before answering; with
-    ``status=None`` the request then proceeds normally (a slow service).
+    ``status=None`` the request then proceeds normally (a slow service). ``processed=True``
+    lets the request take effect first and only then answers ``status``: a gateway that lost
+    the real answer, after which a retry meets the consequences (a 404 or 409 for a DELETE).
     """
 
     status: Optional[int]
@@ -48,6 +50,7 @@ class RestFault:
     delay: float = 0.0
     title: Optional[str] = None
     detail: Optional[str] = None
+    processed: bool = False
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -97,7 +100,8 @@ class RestState:
     """Everything the REST emulator knows; see the module docstring for the threading rule.
 
     Settings tests may change: ``call_step_seconds`` (seconds a scheduled call spends queued and
-    then running; ``None`` = calls move only through :meth:`complete_call`), ``webhook_url``
+    then running; ``None`` = calls move only through :meth:`advance_call` and
+    :meth:`complete_call`), ``webhook_url``
     (overrides every agent's ``config.resultWebhook.url``), ``webhook_retries`` and
     ``webhook_backoff`` (5xx/timeouts are retried, so deliveries can repeat, as live),
     ``mcp_servers`` (``{serverUrl: [tool, ...]}`` that ``/mcp/verify`` reports as reachable),
@@ -174,6 +178,7 @@ class RestState:
         delay: float = 0.0,
         title: Optional[str] = None,
         detail: Optional[str] = None,
+        processed: bool = False,
     ) -> RestFault:
         """Make the next ``times`` matching requests answer ``status`` (see :class:`RestFault`)."""
         fault = RestFault(
@@ -185,6 +190,7 @@ class RestState:
             delay=delay,
             title=title,
             detail=detail,
+            processed=processed,
         )
         with self.lock:
             self.faults.append(fault)
@@ -222,6 +228,14 @@ class RestState:
         from blackbox_sync.testing import rest_results  # imports this module: load on use
 
         return rest_results.complete_call(self, call_id, **outcome)
+
+    def advance_call(self, call_id: str) -> str:
+        """Move scheduled call ``call_id`` one status on (Queued → Running → Completed) and
+        return its new status: with ``call_step_seconds = None`` a test walks a call through
+        each status and looks at it in between, with no timing involved."""
+        from blackbox_sync.testing import rest_results
+
+        return rest_results.advance_call(self, call_id)
 
     def add_call_result(
         self,
