@@ -124,7 +124,18 @@ def test_latency_assertions_take_the_worst_turn_and_say_when_synthetic() -> None
     assert not check("turn_ms", 999, many).passed
     silent = check("first_text_ms", 1000, observed(first_text_ms=[None]))
     assert not silent.passed
-    assert silent.message == "no agent text to time"
+    assert silent.message == "no agent text was measured"
+
+
+@pytest.mark.parametrize("kind", ["first_text_ms", "turn_ms"])
+@pytest.mark.parametrize("negate", [False, True])
+def test_a_latency_check_without_a_measurement_fails_even_negated(kind: str, negate: bool) -> None:
+    nothing = observed(first_text_ms=[None], turn_ms=[None], target="emulator")
+    for obs in (nothing, observed(first_text_ms=[], turn_ms=[])):
+        result = check(kind, 50, obs, negate=negate)
+        assert not result.passed, result.message
+        assert "no agent text was measured" in result.message
+    assert check(kind, 50, observed(), negate=True).passed  # measured and slower: NOT holds
 
 
 def test_conversation_assertions() -> None:
@@ -238,6 +249,49 @@ def test_a_cache_file_is_reused_by_a_new_cache(tmp_path: Path) -> None:
     assert cached
     assert verdict.score == 0.5
     assert len(judge.requests) == 1
+
+
+NOTEBOOK_CELL = """
+def grade(request):
+    return {score}
+"""
+
+
+def notebook_judge(score: float) -> Any:
+    """``grade`` as a notebook defines it: the same module and name each time the cell runs."""
+    namespace: Dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(NOTEBOOK_CELL.format(score=score), "<cell>", "exec"), namespace)
+    return namespace["grade"]
+
+
+def test_a_redefined_judge_is_not_served_old_verdicts_from_memory(tmp_path: Path) -> None:
+    criteria = f"polite {tmp_path.name}"  # the in-memory cache is per process: a fresh question
+    first, edited = notebook_judge(0.9), notebook_judge(0.1)
+    assert qa_label(first) == qa_label(edited)
+
+    def grade(judge: Any, cache: Optional[str] = None) -> CheckResult:
+        env = CheckEnv(judge=judge, judge_cache=cache)
+        return evaluate(qa.Check("judge", criteria), observed(), env, "s")
+
+    assert grade(first).score == 0.9
+    assert "(cached)" in grade(first).message
+    again = grade(edited)
+    assert again.score == 0.1
+    assert "(cached)" not in again.message
+    assert "(cached)" in grade(notebook_judge(0.1)).message  # the same code again: same judge
+    counting = CountingJudge(0.5)
+    assert grade(counting).score == 0.5
+    assert grade(CountingJudge(0.6)).score == 0.6  # another object
+    assert "(cached)" in grade(counting).message
+    file = str(tmp_path / "verdicts.jsonl")
+    assert grade(first, file).score == 0.9
+    assert grade(edited, file).score == 0.9  # a cache file keys by name only, as documented
+
+
+def qa_label(judge: Any) -> str:
+    from blackbox_sync.qa import refs
+
+    return refs.label(judge)
 
 
 def test_weights() -> None:

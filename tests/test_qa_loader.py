@@ -230,6 +230,21 @@ class TestCsv:
         assert csv_check("Note: plain text") == {"equals": "Note: plain text"}
         assert csv_check("!tool_called:x") == {"tool_called": "x", "not": True}
 
+    def test_values_lose_the_space_after_the_colon_unless_quoted(self, tmp_path: Path) -> None:
+        assert csv_check("contains: Paris") == {"contains": "Paris"}
+        assert csv_check("! regex:  \\d+ ") == {"regex": "\\d+", "not": True}
+        assert csv_check("contains:' Paris '") == {"contains": " Paris "}
+        assert csv_check('equals:"a: b "') == {"equals": "a: b "}
+        assert csv_check("contains_any: a | 'b ' ") == {"contains_any": ["a", "b "]}
+        assert csv_check("tool_called: lookup") == {"tool_called": "lookup"}
+        path = write(
+            tmp_path,
+            "spaced.csv",
+            'input,expected,expected_2\nhi,contains: Paris,"contains:"" x """\n',
+        )
+        (case,) = qa.load_suite(path).cases
+        assert [c.value for c in case.steps[0].expect] == ["Paris", " x "]
+
     def test_bad_cells_point_at_their_row(self, tmp_path: Path) -> None:
         path = write(tmp_path, "f.csv", "input,expected\nhi,max_length:lots\n")
         (line,) = problems(path)

@@ -536,6 +536,39 @@ class TestStreamingAndResume:
         with pytest.raises(ValueError, match="rerun needs resume"):
             run(agent, suite(*cases), rerun="failed")
 
+    def test_resume_reports_only_the_selected_cases(self, agent: Emulator, tmp_path: Path) -> None:
+        path = tmp_path / "run.jsonl"
+        cases = [
+            {"id": "good", "tags": ["smoke"], "steps": [{"user": "a"}]},
+            {"id": "bad", "steps": [{"user": "b", "expect": [{"contains": "zzz"}]}]},
+        ]
+        assert run(agent, suite(*cases), jsonl=path).exit_code == qa.EXIT_FAILED
+        smoke = run(agent, suite(*cases), resume=path, tags=["smoke"])
+        assert [c.id for c in smoke.cases] == ["good"]
+        assert smoke.exit_code == qa.EXIT_OK
+
+
+def test_an_interrupt_closes_the_conversations_in_flight(agent: Emulator, tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    slow = {"timeouts": {"connect_s": 5, "turn_s": 60, "conversation_s": 120}}
+    cases = [{"id": "fast", "steps": [{"user": "a"}]}] + [
+        {"id": f"quiet{i}", "steps": [{"user": "silent"}, {"user": "silent"}]} for i in range(3)
+    ]
+
+    def ctrl_c(result: qa.CaseResult) -> None:
+        # The quiet conversations must be blocked in ask() when the interrupt comes.
+        agent.wait_for_frame(count=4, where=lambda f: f.get("content") in ("a", "silent"))
+        raise KeyboardInterrupt
+
+    with pytest.raises(qa.RunInterrupted) as stopped:
+        run(agent, suite(*cases, **slow), jsonl=path, max_in_flight=4, on_result=ctrl_c)
+    assert [c.id for c in stopped.value.report.cases] == ["fast"]
+    assert stopped.value.unfinished == 3
+    assert [c.id for c in read_jsonl(path)[1]] == ["fast"]
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    for record in agent.conversations:  # closed by the interrupt, not by their turn timeout
+        agent.wait_for_conversation_end(timeout=10, record_id=record.record_id)
+
 
 def test_live_targets_never_write_credentials(agent: Emulator, tmp_path: Path) -> None:
     with bb.Client(api_key=agent.api_key, base_url=agent.base_url) as client:

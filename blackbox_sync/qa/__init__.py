@@ -18,6 +18,7 @@ from .report import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_FAILED_AND_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     RunReport,
@@ -27,12 +28,14 @@ from .runner import run
 from .schema import SUITE_SCHEMA
 from .sources import SuiteFileError
 from .spec import Case, Check, PassIf, Settings, Step, Suite, Timeouts, ToolScript, TurnEndSpec
+from .stopping import RunInterrupted
 from .targets import EmulatorTarget, LiveTarget, Target, hosted_emulator
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FAILED",
     "EXIT_FAILED_AND_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "SCHEMA",
@@ -50,6 +53,7 @@ __all__ = [
     "Observed",
     "Outcome",
     "PassIf",
+    "RunInterrupted",
     "RunReport",
     "Settings",
     "Status",

@@ -47,6 +47,8 @@ class Observed:
     ended_by: Optional[str] = None
     result: Optional[Dict[str, Any]] = None
     error_frames: List[str] = attrs.field(factory=list)
+    first_audio_ms: List[Optional[float]] = attrs.field(factory=list)
+    """Per turn of a ``webCall`` case: end of the user's clip → the agent's first audio."""
 
 
 @attrs.define
@@ -56,6 +58,8 @@ class Outcome:
     passed: bool
     message: str = ""
     score: Optional[float] = None
+    undecided: bool = False
+    """Nothing to judge by (no agent text was timed, say): the check fails, negated or not."""
 
 
 @attrs.define
@@ -147,12 +151,13 @@ def _tool_count(obs: Observed, value: Any, env: CheckEnv) -> Outcome:
     return Outcome(ok, f"{name or 'tools'} called {count}× (want {bounds})")
 
 
-def _latency(field: str) -> AssertFn:
+def _latency(field: str, what: str = "text") -> AssertFn:
     def check(obs: Observed, value: Any, env: CheckEnv) -> Outcome:
         values: List[Optional[float]] = getattr(obs, field)
         note = " (emulator: synthetic)" if obs.target == "emulator" else ""
         if not values or any(v is None for v in values):
-            return Outcome(False, f"no agent text to time{note}")
+            # Without a measurement "not slower than X" is as unknown as "faster than X".
+            return Outcome(False, f"no agent {what} was measured{note}", undecided=True)
         worst = max(v for v in values if v is not None)
         return Outcome(worst <= value, f"{worst:.0f} ms (max {value:g} ms){note}")
 
@@ -244,6 +249,7 @@ ASSERTIONS: Dict[str, AssertFn] = {
     "tool_sequence": _tool_sequence,
     "tool_count": _tool_count,
     "first_text_ms": _latency("first_text_ms"),
+    "first_audio_ms": _latency("first_audio_ms", "audio"),
     "turn_ms": _latency("turn_ms"),
     "result": _result,
     "ended_by": _ended_by,
@@ -283,7 +289,8 @@ def evaluate(check: Check, obs: Observed, env: CheckEnv, scope: str) -> CheckRes
     except Exception as exc:  # a check's own bug or a custom check that raised: that check fails
         return result(False, f"raised {type(exc).__name__}: {exc}")
     if check.negate:
-        return result(not outcome.passed, f"NOT: {outcome.message}", outcome.score)
+        passed = not outcome.passed and not outcome.undecided
+        return result(passed, f"NOT: {outcome.message}", outcome.score)
     return result(outcome.passed, outcome.message, outcome.score)
 
 

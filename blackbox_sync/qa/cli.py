@@ -13,14 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .report import EXIT_OK, EXIT_USAGE, RunReport
+from .report import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunReport
 from .sources import SuiteFileError
+from .stopping import RunInterrupted
 from .store import RERUN_CHOICES
 
 DESCRIPTION = """Run scripted conversations against a BlackBox agent (or the bundled emulator),
 check the replies, and write JUnit XML, HTML, CSV, Markdown and streamed JSONL results.
 Exit codes: 0 all passed, 1 a check failed, 2 bad usage or suite file, 3 an infrastructure
-error, 4 both failures and errors."""
+error, 4 both failures and errors, 130 interrupted (Ctrl-C)."""
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -163,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
             talk_first=args.talk_first,
             progress=args.progress,
         )
+    except RunInterrupted as stop:
+        print(_interrupted_line(stop, jsonl), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,6 +182,18 @@ def _run(args: argparse.Namespace) -> int:
     for path in ([jsonl] if jsonl else []) + paths:
         print(f"  {path}")
     return report.exit_code
+
+
+def _interrupted_line(stop: RunInterrupted, jsonl: Optional[str]) -> str:
+    """One line on what an interrupted run did and how to finish it."""
+    counts = stop.report.counts
+    done = (
+        f"interrupted: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['error']} errors; {stop.unfinished} not finished"
+    )
+    if jsonl is None:
+        return f"{done} (no results file was written)"
+    return f"{done}; --resume {jsonl} runs them"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -221,4 +237,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

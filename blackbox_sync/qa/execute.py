@@ -39,11 +39,21 @@ from blackbox_sync.messages import (
 )
 from blackbox_sync.reply import Reply
 from blackbox_sync.state import Phase, TurnRule
+from blackbox_sync.voice import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    AudioSource,
+    Silence,
+    VoiceError,
+    VoiceTimeout,
+    WavSource,
+)
 
 from . import refs, templates
 from .assertions import CheckEnv, InfraError, Observed, ToolSeen, evaluate, weighted_score
 from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord
 from .spec import Case, Check, Step, ToolScript
+from .voicecall import Heard, VoiceUnavailable, exchange, open_call
 
 
 @attrs.define
@@ -92,6 +102,20 @@ def classify(exc: BaseException, phase: str, step: Optional[int] = None) -> Erro
     return ErrorInfo("internal", f"{type(exc).__name__}: {message}", step, retryable=False)
 
 
+@attrs.define
+class _Answer:
+    """What turn checks read from one agent turn."""
+
+    text: str
+    texts: List[str]
+    tools: List[ToolSeen]
+
+    @classmethod
+    def of(cls, reply: Reply) -> "_Answer":
+        tools = [ToolSeen(r.tool_name, r.args) for r in reply.tool_requests]
+        return cls(reply.text, list(reply.texts), tools)
+
+
 def now_iso() -> str:
     """The UTC time now, ISO 8601 with milliseconds and ``Z``."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -127,6 +151,14 @@ class _AttemptRun:
         self.requests_logged_by: Dict[Tuple[str, str], int] = {}
         self.env = CheckEnv(judge=job.judge, judge_cache=job.judge_cache, base_dir=job.base_dir)
         self.target_kind = str(getattr(job.target, "kind", ""))
+        self.new_frame = threading.Condition(self.lock)
+        """Notified on every frame: a voice turn waits on it for the quiet to hold."""
+        self.call: Any = None
+        """The :class:`~blackbox_sync.voice.VoiceCall` of a ``webCall`` case."""
+        self.clips = 0
+        self.recordings: List[Tuple[TurnRecord, int]] = []
+        self.closed = threading.Event()
+        """Set when the socket closes: a ``wait`` step ends early, so an interrupt is prompt."""
 
     # --- recording -------------------------------------------------------------------------------
 
@@ -141,12 +173,15 @@ class _AttemptRun:
         t = time.monotonic()
         with self.lock:
             self.frames.append((t, message))
+            self.new_frame.notify_all()
         if isinstance(message, TextMessage):
             if message.from_assistant:
                 flags = ["partial"] if message.partial else []
                 if not message.partial and self.rule.is_filler(message.text):
                     flags.append("filler")
                 self.add_entry(t, "assistant", message.text, None, *flags)
+            elif self.call is not None and not message.partial:
+                self.add_entry(t, "user", message.text)  # what the service heard of the clip
         elif isinstance(message, ToolRequest):
             self.log_request(t, message.tool_name, message.args, by="frame")
         elif isinstance(message, ToolCallResult):
@@ -173,6 +208,16 @@ class _AttemptRun:
     def frames_between(self, start: float, end: float) -> List[Tuple[float, Message]]:
         with self.lock:
             return [(t, m) for t, m in self.frames if start <= t <= end]
+
+    def last_activity(self, since: float) -> Optional[float]:
+        """The latest agent text or tool frame since ``since`` (voice turns' quiet rule)."""
+        with self.lock:
+            times = [t for t, m in self.frames if t >= since and _is_activity(m, self.rule)]
+        return max(times, default=None)
+
+    def wait_for_frame(self, seconds: float) -> None:
+        with self.new_frame:
+            self.new_frame.wait(seconds)
 
     # --- tools -----------------------------------------------------------------------------------
 
@@ -212,6 +257,14 @@ class _AttemptRun:
             self.runner_check("runner", "additional_data", False, str(exc))
             return
         settings = self.settings
+        options: Dict[str, Any] = {}
+        if settings.call_type == "webCall":
+            try:
+                self.call = self.open_voice()
+            except VoiceUnavailable as exc:
+                self.error = ErrorInfo("voice", str(exc), retryable=False)
+                return
+            options = {"call_type": "webCall", "voice": self.call}
         try:
             with self.job.target.conversation(
                 self.job.suite,
@@ -219,16 +272,54 @@ class _AttemptRun:
                 quiet_period=self.rule.quiet_period,
                 fillers=self.rule.fillers,
                 connect_timeout=settings.timeouts.connect_s,
+                **options,
             ) as conv:
                 self.converse(conv)
         except Exception as exc:  # token minting or building the conversation failed
             if self.error is None:
                 self.error = classify(exc, "connect")
+        finally:
+            self.close_voice()
+
+    def open_voice(self) -> Any:
+        timeouts = self.settings.timeouts
+        return open_call(
+            quiet_s=self.rule.quiet_period,
+            turn_s=timeouts.turn_s,
+            connect_s=timeouts.connect_s,
+            record_turns=self.recording_pattern(),
+        )
+
+    def recording_pattern(self) -> Optional[str]:
+        """Where the agent's audio goes, one WAV per turn, when the target has a record_dir."""
+        root = getattr(self.job.target, "record_dir", None)
+        if not root:
+            return None
+        folder = os.path.join(
+            os.fspath(root),
+            _safe(self.job.suite),
+            _safe(self.case.id),
+            f"repeat-{self.job.repeat}-attempt-{self.job.attempt}",
+        )
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, "agent-turn-{turn}.wav")
+
+    def close_voice(self) -> None:
+        """Join the voice thread (the conversation's close starts it), then name the files."""
+        if self.call is None:
+            return
+        self.call.close()
+        pattern = self.call.record_turns
+        for turn, index in self.recordings:
+            path = pattern.format(turn=index) if pattern else None
+            if path and os.path.exists(path):
+                turn.audio = path
 
     def converse(self, conv: Conversation) -> None:
         for name, script in self.case.tools.items():
             conv.tool(name, self.tool_handler(name, script))
         conv.on("*", self.on_frame)
+        conv.on_close(lambda code, reason: self.closed.set())
         if self.case.steps and self.case.steps[0].kind == "expect_agent":
             self.step = 1  # a greeting can arrive before connect() returns: it is step 1's
         elif self.settings.talk_first:
@@ -240,6 +331,8 @@ class _AttemptRun:
                 self.error = classify(exc, "connect")
                 return
             self.record_id = conv.record_id
+            if self.call is not None and not self.voice_connected():
+                return
             self.play(conv)
             with self.lock:
                 self.step = None
@@ -256,6 +349,18 @@ class _AttemptRun:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
+    def voice_connected(self) -> bool:
+        try:
+            self.call.wait_connected(min(self.settings.timeouts.connect_s, self.remaining()))
+        except VoiceError as exc:
+            self.error = ErrorInfo("voice", f"the voice call did not connect: {exc}")
+            return False
+        return True
+
+    def quiet_ms(self, step: Step) -> float:
+        """The quiet period this step's turn uses: its own, else the case's."""
+        return self.settings.turn_end.quiet_ms if step.quiet_ms is None else step.quiet_ms
+
     def play(self, conv: Conversation) -> None:
         steps = self.case.steps
         if self.settings.talk_first and steps and steps[0].kind != "expect_agent":
@@ -269,7 +374,7 @@ class _AttemptRun:
             with self.lock:
                 self.step = number
             if step.kind == "wait":
-                time.sleep(min(step.seconds, self.remaining()))  # the simulated user pauses
+                self.closed.wait(min(step.seconds, self.remaining()))  # the user pauses
                 continue
             if step.kind == "terminate":
                 self.terminate(conv, number)
@@ -294,6 +399,8 @@ class _AttemptRun:
             )
             return False
         timeout = min(step.timeout_s or self.settings.timeouts.turn_s, remaining)
+        if self.call is not None:
+            return self.voice_turn(conv, number, step, timeout)
         quiet = None if step.quiet_ms is None else step.quiet_ms / 1000.0
         text: Optional[str] = None
         if step.kind == "user":
@@ -325,7 +432,7 @@ class _AttemptRun:
                 "turn_complete",
                 False,
                 f"the reply did not complete within {timeout:g} s (rule: quiet "
-                f"{self.rule.quiet_period * 1000:g} ms): {exc}",
+                f"{self.quiet_ms(step):g} ms): {exc}",
             )
             self.ended_by = "timeout"
             return False
@@ -336,7 +443,99 @@ class _AttemptRun:
         if reply.ended and self.ended_by is None:
             self.ended_by = "agent"
         turn = self.record_turn(number, step, text, reply, start)
-        return self.check_turn(number, step, reply, turn)
+        return self.check_turn(number, step, _Answer.of(reply), turn)
+
+    def voice_turn(self, conv: Conversation, number: int, step: Step, timeout: float) -> bool:
+        """Play one step of a ``webCall`` case: a clip (``user_audio``) or waiting for the agent
+        (``expect_agent``); False stops the conversation."""
+        clip: Optional[AudioSource]
+        if step.kind == "user_audio":
+            try:
+                clip = WavSource(step.audio or "")
+            except (OSError, ValueError, EOFError) as exc:
+                self.runner_check(f"step {number}", "user_audio", False, f"cannot play: {exc}")
+                return False
+            start = None
+        else:
+            # After the first clip, a 20 ms silent clip opens a fresh turn to wait in.
+            clip = Silence(FRAME_SAMPLES / SAMPLE_RATE) if self.clips else None
+            start = self.mark if self.mark is not None else self.ready_time()
+        if clip is not None:
+            self.clips += 1
+        heard = exchange(
+            self.call,
+            clip,
+            start=start,
+            deadline=time.monotonic() + timeout,
+            silence=self.quiet_ms(step) / 1000.0,
+            activity=self,
+        )
+        if step.kind == "user_audio" and heard.clip_started is not None:
+            name = os.path.basename(step.audio or "")
+            seconds = round(heard.start - heard.clip_started, 2)
+            data = {"audio": name, "seconds": seconds}
+            self.add_entry(heard.clip_started, "user", name, data, "audio")
+        ended = conv.result is not None
+        if heard.failure is not None and not ended:
+            return self.voice_failure(number, step, heard, timeout)
+        if ended and self.ended_by is None:
+            self.ended_by = "agent"
+        reason = "conversation_result" if ended else "audio_quiet"
+        turn, answer = self.record_voice_turn(number, step, heard, reason)
+        return self.check_turn(number, step, answer, turn)
+
+    def voice_failure(self, number: int, step: Step, heard: Heard, timeout: float) -> bool:
+        timed_out = isinstance(heard.failure, VoiceTimeout)
+        if timed_out and heard.spoke:
+            self.record_voice_turn(number, step, heard, "timeout")
+            self.runner_check(
+                f"step {number}",
+                "turn_complete",
+                False,
+                f"the reply did not complete within {timeout:g} s (rule: audio_quiet "
+                f"{self.quiet_ms(step):g} ms): {heard.failure}",
+            )
+        elif timed_out:
+            self.error = ErrorInfo("timeout", f"no reply within {timeout:g} s", number)
+        else:
+            self.error = ErrorInfo("voice", str(heard.failure), number)
+        self.ended_by = "timeout" if timed_out else "error"
+        return False
+
+    def record_voice_turn(
+        self, number: int, step: Step, heard: Heard, reason: str
+    ) -> Tuple[TurnRecord, _Answer]:
+        opened = heard.start if heard.clip_started is None else heard.clip_started
+        window = self.frames_between(opened, heard.end)
+        texts = [
+            m.text
+            for _, m in window
+            if isinstance(m, TextMessage) and _is_activity(m, self.rule) and m.text.strip()
+        ]
+        tools = [ToolSeen(m.tool_name, m.args) for _, m in window if isinstance(m, ToolRequest)]
+        first_text = next((t for t, m in window if t >= heard.start and _is_text(m)), None)
+        activity = [t for t, m in window if _is_activity(m, self.rule)]
+        if heard.turn.last_audio_at is not None:
+            activity.append(heard.turn.last_audio_at)
+        answer = _Answer(" ".join(t.strip() for t in texts), texts, tools)
+        turn = TurnRecord(
+            step=number,
+            kind=step.kind,
+            user=None,
+            reply=answer.text,
+            reason=reason,
+            first_text_ms=_since(first_text, heard.start),
+            turn_ms=_since(max(activity, default=None), heard.start),
+            detected_ms=round((heard.end - heard.start) * 1000.0, 1),
+            tools=[t.name for t in tools],
+            turn_end=self.settings.turn_end.describe(step.quiet_ms),
+            first_audio_ms=heard.first_audio_ms,
+            user_audio=os.path.basename(step.audio) if step.audio else None,
+        )
+        self.turns.append(turn)
+        self.recordings.append((turn, heard.turn.index))
+        self.mark = heard.end
+        return turn, answer
 
     def ready_time(self) -> float:
         """When the conversation became ready (the ``connection`` event), for talk-first."""
@@ -365,12 +564,13 @@ class _AttemptRun:
             turn_ms=round((max(activity) - start) * 1000.0, 1) if activity else None,
             detected_ms=round((end - start) * 1000.0, 1),
             tools=[r.tool_name for r in reply.tool_requests],
+            turn_end=self.settings.turn_end.describe(step.quiet_ms),
         )
         self.turns.append(turn)
         self.mark = end
         return turn
 
-    def check_turn(self, number: int, step: Step, reply: Reply, turn: TurnRecord) -> bool:
+    def check_turn(self, number: int, step: Step, reply: _Answer, turn: TurnRecord) -> bool:
         scope = f"step {number}"
         for var, pattern in step.capture.items():
             found = re.search(pattern, reply.text)
@@ -385,9 +585,10 @@ class _AttemptRun:
             scope="turn",
             text=reply.text,
             texts=list(reply.texts),
-            tools=[ToolSeen(r.tool_name, r.args) for r in reply.tool_requests],
+            tools=list(reply.tools),
             first_text_ms=[turn.first_text_ms],
             turn_ms=[turn.turn_ms],
+            first_audio_ms=[turn.first_audio_ms],
             turns=len(self.turns),
             transcript=self.snapshot(),
             vars=dict(self.vars),
@@ -442,6 +643,7 @@ class _AttemptRun:
             ended_by=self.ended_by,
             result=self.result,
             error_frames=[str(m.message) for _, m in frames if isinstance(m, ErrorMessage)],
+            first_audio_ms=[t.first_audio_ms for t in self.turns],
         )
         self.evaluate(self.case.expect_conversation, observed, "conversation")
 
@@ -494,6 +696,19 @@ def _is_activity(message: Message, rule: TurnRule) -> bool:
     if isinstance(message, TextMessage):
         return message.from_assistant and not message.partial and not rule.is_filler(message.text)
     return isinstance(message, (ToolRequest, ToolCallResult))
+
+
+def _is_text(message: Message) -> bool:
+    return isinstance(message, TextMessage) and message.from_assistant
+
+
+def _since(t: Optional[float], start: float) -> Optional[float]:
+    return None if t is None else round((t - start) * 1000.0, 1)
+
+
+def _safe(name: str) -> str:
+    """``name`` as one path component."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "_"
 
 
 def _result_dict(result: ConversationResult) -> Dict[str, Any]:

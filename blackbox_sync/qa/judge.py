@@ -4,11 +4,16 @@ A judge is any callable ``judge(request: JudgeRequest) -> Verdict | float | bool
 LLM client in one (temperature 0 recommended). It sees only the criteria, the transcript and,
 for a turn check, the turn's reply. Verdicts are cached by (judge, criteria, transcript, reply),
 so repeats with the same transcript, and re-runs with a cache file, never ask twice.
+
+A cache file names the judge by its ``module:qualname`` only, so it outlives the process. The
+in-memory cache (no file) also tells judges apart by their code, or by object identity, so a
+judge redefined in a notebook is asked again rather than served its predecessor's verdicts.
 """
 
 import hashlib
 import json
 import threading
+import types
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
@@ -55,6 +60,8 @@ class JudgeCache:
     def __init__(self, path: Optional[Union[str, Path]] = None) -> None:
         self._lock = threading.Lock()
         self._verdicts: Dict[str, Verdict] = {}
+        self._pinned: Dict[int, Any] = {}
+        """Objects whose ``id()`` is part of a key, kept alive so the id is never reused."""
         self._path = Path(path) if path is not None else None
         if self._path is not None and self._path.exists():
             for line in self._path.read_text(encoding="utf-8").splitlines():
@@ -78,6 +85,8 @@ class JudgeCache:
 
     def grade(self, judge_name: str, judge: Judge, request: JudgeRequest) -> Tuple[Verdict, bool]:
         """The verdict, and whether it came from the cache."""
+        if self._path is None:
+            judge_name = f"{judge_name}@{self._identity(judge)}"
         key = self.key(judge_name, request)
         with self._lock:
             found = self._verdicts.get(key)
@@ -91,6 +100,37 @@ class JudgeCache:
                     line = {"key": key, "score": verdict.score, "reason": verdict.reason}
                     out.write(json.dumps(line, ensure_ascii=False) + "\n")
         return verdict, False
+
+    def _identity(self, judge: Any) -> str:
+        """What tells two judges of the same name apart: a function by its code, defaults and
+        closure (a copy unpickled on a worker is the same judge), a bound method by that and
+        its object, any other callable by its identity."""
+        function = getattr(judge, "__func__", judge)
+        code = getattr(function, "__code__", None)
+        if code is None:
+            return f"id:{self._pin(judge)}"
+        try:
+            cells = [c.cell_contents for c in getattr(function, "__closure__", None) or ()]
+            detail = repr((function.__defaults__, function.__kwdefaults__, cells))
+            text = _code_text(code) + detail
+            digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+        except Exception:  # an empty cell, a repr that raises: fall back to identity
+            digest = f"id:{self._pin(function)}"
+        owner = getattr(judge, "__self__", None)
+        return digest if owner is None else f"{digest}/id:{self._pin(owner)}"
+
+    def _pin(self, obj: Any) -> int:
+        with self._lock:
+            self._pinned.setdefault(id(obj), obj)
+        return id(obj)
+
+
+def _code_text(code: types.CodeType) -> str:
+    """A code object as text, nested code included. Not ``marshal.dumps``: its output depends
+    on reference counts, so the same function would not always give the same text."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    parts = (code.co_code, consts, code.co_names, code.co_varnames, code.co_filename)
+    return repr(parts)
 
 
 _caches: Dict[Optional[str], JudgeCache] = {}

@@ -6,15 +6,23 @@ Every problem carries its line and column, and all problems of a file are report
 
 import os
 import re
+import wave
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set, Union
 
 import jsonschema
 
 from . import refs, templates
-from .schema import CHECK_MODIFIERS, CHECK_TYPES, CONVERSATION_CHECKS, SUITE_SCHEMA
+from .schema import (
+    CHECK_MODIFIERS,
+    CHECK_TYPES,
+    CONVERSATION_CHECKS,
+    SUITE_SCHEMA,
+    VOICE_CHECKS,
+)
 from .sources import Path_, Problem, Source, SuiteFileError, read
 from .spec import (
+    STEP_KINDS,
     Case,
     Check,
     PassIf,
@@ -149,17 +157,20 @@ class _Builder:
     def settings(self, data: Dict[str, Any], base: Settings) -> Settings:
         timeouts = Timeouts(**{**_fields(base.timeouts), **data.get("timeouts", {})})
         turn_end = data.get("turn_end", {})
+        call_type = data.get("call_type", base.call_type)
         return Settings(
             timeouts=timeouts,
             turn_end=TurnEndSpec(
                 quiet_ms=float(turn_end.get("quiet_ms", base.turn_end.quiet_ms)),
                 fillers=tuple(turn_end.get("fillers", base.turn_end.fillers)),
+                voice=call_type == "webCall",
             ),
             retries=data.get("retries", base.retries),
             retry_backoff_s=float(data.get("retry_backoff_s", base.retry_backoff_s)),
             repeat=data.get("repeat", base.repeat),
             pass_if=PassIf(**{**_fields(base.pass_if), **data.get("pass_if", {})}),
             talk_first=data.get("talk_first", base.talk_first),
+            call_type=call_type,
         )
 
     def tools(self, data: Dict[str, Any], path: Path_) -> Dict[str, ToolScript]:
@@ -193,18 +204,20 @@ class _Builder:
         known = set(variables) | set(BUILTIN_VARS)
         additional = {**suite.get("additional_data", {}), **item.get("additional_data", {})}
         self.templates_known(additional, known, (*path, "additional_data"))
+        settings = self.settings(item, defaults)
+        voice = settings.call_type == "webCall"
         steps = []
         terminated = False
         for index, step_data in enumerate(item["steps"]):
             step_path = (*path, "steps", index)
             if terminated:
                 self.fail("no step may follow 'terminate'", step_path)
-            step = self.step(step_data, step_path, known)
+            step = self.step(step_data, step_path, known, voice)
             terminated = terminated or step.kind == "terminate"
             known |= set(step.capture)
             steps.append(step)
         conversation_checks = [
-            self.check(c, (*path, "expect_conversation", i), known, conversation=True)
+            self.check(c, (*path, "expect_conversation", i), known, voice, conversation=True)
             for i, c in enumerate(item.get("expect_conversation", []))
         ]
         return Case(
@@ -216,12 +229,12 @@ class _Builder:
             vars=variables,
             additional_data=additional,
             tools={**suite_tools, **self.tools(item.get("tools", {}), (*path, "tools"))},
-            settings=self.settings(item, defaults),
+            settings=settings,
             where=self.where(path),
         )
 
-    def step(self, data: Dict[str, Any], path: Path_, known: Set[str]) -> Step:
-        kind = next(k for k in ("user", "expect_agent", "wait", "terminate") if k in data)
+    def step(self, data: Dict[str, Any], path: Path_, known: Set[str], voice: bool) -> Step:
+        kind = next(k for k in STEP_KINDS if k in data)
         checks: List[Dict[str, Any]] = list(data.get("expect", []))
         offsets = [(*path, "expect", i) for i in range(len(checks))]
         if kind == "expect_agent" and isinstance(data["expect_agent"], list):
@@ -235,22 +248,48 @@ class _Builder:
                     self.fail(f"a {kind} step takes no {key!r}", (*path, key))
         if kind == "user":
             self.templates_known(data["user"], known, (*path, "user"))
+            if voice:
+                self.fail(
+                    "a webCall conversation speaks with user_audio steps, not text 'user' steps",
+                    (*path, "user"),
+                )
+        audio = (
+            self.audio(data["user_audio"], (*path, "user_audio"), voice)
+            if kind == "user_audio"
+            else None
+        )
         capture = dict(data.get("capture", {}))
         for var, pattern in capture.items():
             self.regex(pattern, (*path, "capture", var))
         return Step(
             kind=kind,
             text=data.get("user"),
+            audio=audio,
             seconds=float(data.get("wait", 0.0)),
-            expect=[self.check(c, offsets[i], known) for i, c in enumerate(checks)],
+            expect=[self.check(c, offsets[i], known, voice) for i, c in enumerate(checks)],
             capture=capture,
             timeout_s=data.get("timeout_s"),
             quiet_ms=data.get("quiet_ms"),
             where=self.where(path),
         )
 
+    def audio(self, name: str, path: Path_, voice: bool) -> str:
+        """The absolute path of a ``user_audio`` file, after checking it is a usable WAV."""
+        file = self.relative(name)
+        if not voice:
+            self.fail("user_audio needs a voice call: set call_type: webCall", path)
+        problem = _wav_problem(file)
+        if problem:
+            self.fail(f"user_audio {name!r}: {problem}", path)
+        return os.path.abspath(file)
+
     def check(
-        self, data: Dict[str, Any], path: Path_, known: Set[str], conversation: bool = False
+        self,
+        data: Dict[str, Any],
+        path: Path_,
+        known: Set[str],
+        voice: bool,
+        conversation: bool = False,
     ) -> Check:
         kinds = [k for k in data if k not in CHECK_MODIFIERS]
         if len(kinds) != 1:
@@ -264,6 +303,8 @@ class _Builder:
         value = data[kinds[0]]
         if kind in CONVERSATION_CHECKS and not conversation:
             self.fail(f"{kind!r} checks the whole conversation: use expect_conversation", path)
+        if kind in VOICE_CHECKS and not voice:
+            self.fail(f"{kind!r} times agent audio: it needs call_type: webCall", path)
         if kind == "regex" and not templates.names(value):
             self.regex(value, (*path, kinds[0]))
         if kind == "python":
@@ -293,6 +334,20 @@ class _Builder:
                     f"unknown variable {{{{{name}}}}} (define it in vars or capture it earlier)",
                     path,
                 )
+
+
+def _wav_problem(file: str) -> Optional[str]:
+    """Why ``file`` cannot be played as a user turn, or ``None``; reads the header only."""
+    if not os.path.isfile(file):
+        return f"no such file {file!r} (paths are relative to the suite file)"
+    try:
+        with wave.open(file, "rb") as wav:
+            frames = wav.getnframes()
+    except (wave.Error, EOFError) as exc:
+        return f"not a PCM WAV file ({exc})"
+    except OSError as exc:
+        return f"cannot read it ({exc})"
+    return None if frames > 0 else "the WAV file holds no audio"
 
 
 def _fields(obj: Any) -> Dict[str, Any]:

@@ -27,6 +27,8 @@ EXIT_ERROR = 3
 """At least one infrastructure error; no check failed."""
 EXIT_FAILED_AND_ERROR = 4
 """Both failures and infrastructure errors."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (SIGINT), the shells' 128 + 2; finished cases are in the JSONL."""
 
 PathLike = Union[str, Path]
 

@@ -34,8 +34,8 @@ class ErrorInfo:
     """Why an attempt ended in :attr:`Status.ERROR`."""
 
     kind: str
-    """``connect``, ``auth``, ``closed``, ``server_error``, ``timeout``, ``terminate`` or
-    ``internal``."""
+    """``connect``, ``auth``, ``closed``, ``server_error``, ``timeout``, ``terminate``, ``voice``
+    (a ``webCall`` without the voice extra, or whose media never flowed) or ``internal``."""
     message: str
     step: Optional[int] = None
     retryable: bool = True
@@ -75,7 +75,10 @@ class Entry:
 
 @attrs.define
 class TurnRecord:
-    """One agent turn, after a ``user`` step or an ``expect_agent`` step."""
+    """One agent turn, after a ``user`` or ``user_audio`` step or an ``expect_agent`` step.
+
+    In a ``webCall`` case the timings count from the end of the user's clip.
+    """
 
     step: int
     """The step's number in the case, 1-based."""
@@ -92,6 +95,15 @@ class TurnRecord:
     """Send → the turn counted as complete (includes the quiet period)."""
     tools: List[str] = attrs.field(factory=list)
     captured: Dict[str, Any] = attrs.field(factory=dict)
+    turn_end: Dict[str, Any] = attrs.field(factory=dict)
+    """The end-of-turn rule this turn used: the case's, or the step's own ``quiet_ms``."""
+    first_audio_ms: Optional[float] = None
+    """``webCall``: end of the user's clip (or the start of waiting) → the agent's first audio
+    above the speech threshold, on this client."""
+    user_audio: Optional[str] = None
+    """``user_audio`` steps: the clip's file name."""
+    audio: Optional[str] = None
+    """The agent's audio in this turn, as a WAV file (when the target has a ``record_dir``)."""
 
 
 @attrs.define

@@ -7,12 +7,13 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import attrs
 
 from blackbox_sync._version import __version__
 
+from . import stopping
 from .loader import load_suite
 from .progress import Progress
 from .report import RunReport
@@ -23,6 +24,7 @@ from .store import JsonlSink, keys_to_skip, read_jsonl
 from .targets import EmulatorTarget, hosted_emulator
 
 SuiteSource = Union[Suite, str, "os.PathLike[str]"]
+CaseKey = Tuple[str, str]
 
 
 def _suites(suites: Union[SuiteSource, Sequence[SuiteSource]]) -> List[Suite]:
@@ -103,8 +105,24 @@ def _executor(
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="blackbox-qa")
     try:
         yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        # The scheduler already closed the conversations and waited a little: an attempt still
+        # busy (in a tool handler, a wait step) must not hold the interrupt up.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _merge(
+    previous: Sequence[CaseResult], fresh: Sequence[CaseResult], selected: Set[CaseKey]
+) -> List[CaseResult]:
+    """Earlier results of the selected cases, with this run's replacing them: a case left out
+    of this run (another ``--tag``) must not decide its report or exit code."""
+    merged: Dict[CaseKey, CaseResult] = {r.key: r for r in previous if r.key in selected}
+    for result in fresh:
+        merged.pop(result.key, None)
+        merged[result.key] = result
+    return list(merged.values())
 
 
 def run(
@@ -138,6 +156,11 @@ def run(
     thread pool of ``max_in_flight`` threads. ``rate`` caps conversations started per second.
     ``jsonl`` streams each result as it finishes; ``resume`` skips cases already in that file
     and appends to it; ``rerun`` (``failed``, ``error``, ``not-passed``) runs those again too.
+    The report holds the selected cases only, earlier results included.
+
+    Ctrl-C closes the conversations in flight and raises :class:`~.stopping.RunInterrupted`
+    (a ``KeyboardInterrupt``) with the finished cases; interrupted ones are not recorded, so
+    ``resume`` runs them again.
     """
     loaded = _suites(suites)
     previous: List[CaseResult] = []
@@ -147,6 +170,7 @@ def run(
         _, previous = read_jsonl(resume)
         jsonl = jsonl or resume
     skip = keys_to_skip(previous, rerun)
+    selected = {(suite.name, case.id) for suite, case in select(loaded, ids=ids, tags=tags)}
     chosen = select(loaded, ids=ids, tags=tags, skip=sorted(skip))
     tasks = [
         CaseTask(
@@ -169,29 +193,38 @@ def run(
             suites=[s.name for s in loaded],
             client_version=__version__,
         )
-        callbacks: List[Callable[[CaseResult], None]] = []
+        finished: List[CaseResult] = []
         sink = JsonlSink(jsonl, info, append=resume is not None) if jsonl else None
         mode = progress if isinstance(progress, str) else ("auto" if progress else "none")
         bar = Progress(len(tasks), mode)
-        callbacks += [c for c in (sink, bar, on_result) if c is not None]
+        # On disk first: a case counts as finished once its line is written.
+        callbacks = [c for c in (sink, finished.append, bar, on_result) if c is not None]
+        interrupted = False
         try:
-            with _executor(executor, max_in_flight) as pool:
+            with (
+                stopping.tracking(info.run_id) as open_conversations,
+                _executor(executor, max_in_flight) as pool,
+            ):
                 scheduler = Scheduler(
-                    target=resolved,
+                    target=stopping.StoppableTarget.wrap(resolved, info.run_id),
                     executor=pool,
                     run_id=info.run_id,
                     max_in_flight=max_in_flight,
                     rate=rate,
                     judge_cache=judge_cache,
                     on_case=callbacks,
+                    on_stop=open_conversations.close_all,
                 )
-                fresh = scheduler.run(tasks)
+                scheduler.run(tasks)
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
             bar.close()
             if sink is not None:
                 sink.close()
-    merged: Dict[Tuple[str, str], CaseResult] = {r.key: r for r in previous}
-    for result in fresh:
-        merged.pop(result.key, None)
-        merged[result.key] = result
-    return RunReport(info, list(merged.values()), round(time.monotonic() - started, 3))
+    report = RunReport(
+        info, _merge(previous, finished, selected), round(time.monotonic() - started, 3)
+    )
+    if interrupted:
+        raise stopping.RunInterrupted(report, len(tasks) - len(finished)) from None
+    return report

@@ -23,6 +23,8 @@ from .results import Attempt, CaseResult, ErrorInfo, Repeat, Status
 from .spec import Case
 
 MAX_BACKOFF_S = 30.0
+STOP_GRACE_S = 5.0
+"""How long an interrupted run waits for its closed conversations' attempts to wind down."""
 
 CaseKey = Tuple[str, str]
 OnCase = Callable[[CaseResult], None]
@@ -85,6 +87,10 @@ class Scheduler:
     judge_cache: Optional[str] = None
     on_case: Sequence[OnCase] = ()
     clock: Callable[[], float] = time.monotonic
+    on_stop: Optional[Callable[[], None]] = None
+    """Called when the run is interrupted, before waiting for the attempts in flight: it should
+    make them end now (the runner closes their conversations)."""
+    stop_grace_s: float = STOP_GRACE_S
 
     def run(self, tasks: Sequence[CaseTask]) -> List[CaseResult]:
         """Run every case to its end; returns results in the order they finished."""
@@ -147,10 +153,18 @@ class Scheduler:
                     for callback in self.on_case:
                         callback(result)
         except BaseException:
-            for future in in_flight.values():
-                future.cancel()
+            self._stop(list(in_flight.values()))
             raise
         return results
+
+    def _stop(self, in_flight: List["concurrent.futures.Future[Attempt]"]) -> None:
+        """Cancel what has not started, end what runs, and give it a moment to finish; results
+        that come in now are dropped, so an interrupted case is never recorded as finished."""
+        for future in in_flight:
+            future.cancel()
+        if self.on_stop is not None:
+            self.on_stop()
+        concurrent.futures.wait(in_flight, timeout=self.stop_grace_s)
 
     def _job(self, task: CaseTask, repeat: int) -> AttemptJob:
         return AttemptJob(

@@ -9,6 +9,8 @@ show when a ``oneOf`` fails, instead of the validator's generic one.
 
 from typing import Any, Dict, List
 
+from .spec import CALL_TYPES
+
 SCHEMA_ID = "https://blackbox-sync.invalid/schemas/qa-suite-1.json"
 
 _TEXT = {"type": "string"}
@@ -64,7 +66,9 @@ TOOL_CHECKS: Dict[str, Any] = {
         "additionalProperties": False,
     },
 }
-LATENCY_CHECKS: Dict[str, Any] = {"first_text_ms": _MS, "turn_ms": _MS}
+LATENCY_CHECKS: Dict[str, Any] = {"first_text_ms": _MS, "first_audio_ms": _MS, "turn_ms": _MS}
+VOICE_CHECKS = ("first_audio_ms",)
+"""Checks that need a ``webCall`` conversation (the loader says so when they have none)."""
 CONVERSATION_CHECKS: Dict[str, Any] = {
     "result": {"type": "object", "minProperties": 1},
     "ended_by": {"enum": ["agent", "client", "error", "timeout"]},
@@ -131,6 +135,7 @@ _STEP_OPTIONS = {
 }
 _STEP_KINDS: Dict[str, Any] = {
     "user": _TEXT,
+    "user_audio": {"type": "string", "minLength": 1},
     "expect_agent": {
         "oneOf": [{"type": "boolean"}, _CHECKS],
         "x-error": "expect_agent takes true or a list of checks",
@@ -143,7 +148,7 @@ _STEP = {
     "properties": {**_STEP_KINDS, **_STEP_OPTIONS},
     "additionalProperties": False,
     "oneOf": [{"required": [kind]} for kind in _STEP_KINDS],
-    "x-error": "a step needs exactly one of: user, expect_agent, wait, terminate",
+    "x-error": "a step needs exactly one of: user, expect_agent, wait, terminate, user_audio",
 }
 _TOOL = {
     "type": "object",
@@ -175,6 +180,7 @@ _SETTINGS: Dict[str, Any] = {
     "retry_backoff_s": {"type": "number", "minimum": 0},
     "repeat": {"type": "integer", "minimum": 1},
     "talk_first": {"type": "boolean"},
+    "call_type": {"enum": list(CALL_TYPES)},
     "pass_if": {
         "type": "object",
         "properties": {

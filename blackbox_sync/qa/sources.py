@@ -210,16 +210,21 @@ def read_csv(name: str, text: str) -> Source:
 
 
 def csv_check(cell: str) -> Dict[str, Any]:
-    """One ``expected`` cell: ``[!]type:value`` (``!`` negates), or plain text for ``equals``."""
+    """One ``expected`` cell: ``[!]type:value`` (``!`` negates), or plain text for ``equals``.
+
+    The value after ``type:`` (each item of a ``|`` list) loses its surrounding spaces unless
+    it is wrapped in quotes (see :func:`csv_value`); a cell without a prefix is kept as it is.
+    """
     negate = cell.startswith("!")
     body = cell[1:] if negate else cell
     kind, sep, value = body.partition(":")
+    parsed: Any = csv_value(value)
     if not sep or kind.strip() not in CSV_TYPES:
         kind, value = "equals", body
+        parsed = body.strip()
     kind = kind.strip()
-    parsed: Any = value
     if kind in _LIST_TYPES:
-        parsed = [v.strip() for v in value.split("|") if v.strip()]
+        parsed = [csv_value(v) for v in value.split("|") if v.strip()]
         if not parsed:
             raise ValueError(f"{kind} needs values separated by '|'")
     elif kind in _NUMBER_TYPES:
@@ -231,3 +236,12 @@ def csv_check(cell: str) -> Dict[str, Any]:
     if negate:
         check["not"] = True
     return check
+
+
+def csv_value(text: str) -> str:
+    """``text`` without surrounding spaces; a value in matching single or double quotes is
+    taken verbatim from inside them, so ``contains:' Paris '`` keeps its spaces."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text

@@ -12,7 +12,8 @@ import attrs
 
 from blackbox_sync.state import TurnRule
 
-STEP_KINDS = ("user", "expect_agent", "wait", "terminate")
+STEP_KINDS = ("user", "user_audio", "expect_agent", "wait", "terminate")
+CALL_TYPES = ("chat", "webCall")
 
 
 @attrs.define
@@ -23,14 +24,21 @@ class TurnEndSpec:
     """Milliseconds of quiet after the agent's last activity before its turn counts as over."""
     fillers: Tuple[str, ...] = ("um",)
     """Assistant texts that are fillers: kept in the transcript, never reply text."""
+    voice: bool = False
+    """A ``webCall`` case: the quiet is measured on the agent's audio as well as its texts and
+    tool activity (printed as the rule ``audio_quiet``)."""
 
     def rule(self) -> TurnRule:
         """The client's :class:`~blackbox_sync.TurnRule` for this spec."""
         return TurnRule(quiet_period=self.quiet_ms / 1000.0, fillers=self.fillers)
 
-    def describe(self) -> Dict[str, Any]:
-        """The rule as results print it."""
-        return {"rule": "quiet", "quiet_ms": self.quiet_ms, "fillers": list(self.fillers)}
+    def describe(self, quiet_ms: Optional[float] = None) -> Dict[str, Any]:
+        """The rule as results print it; ``quiet_ms`` is a step's own quiet period, if any."""
+        return {
+            "rule": "audio_quiet" if self.voice else "quiet",
+            "quiet_ms": self.quiet_ms if quiet_ms is None else float(quiet_ms),
+            "fillers": list(self.fillers),
+        }
 
 
 @attrs.define
@@ -67,6 +75,8 @@ class Settings:
     talk_first: bool = False
     """The agent speaks first: before a first ``user`` step, wait for its greeting (unchecked),
     so the greeting never spills into the first reply."""
+    call_type: str = "chat"
+    """``chat`` or ``webCall`` (a WebRTC voice call; needs the ``voice`` extra)."""
 
 
 @attrs.define
@@ -123,12 +133,14 @@ class ToolScript:
 
 @attrs.define
 class Step:
-    """One step of a conversation. ``kind`` is ``user``, ``expect_agent``, ``wait`` or
-    ``terminate``."""
+    """One step of a conversation. ``kind`` is ``user``, ``user_audio``, ``expect_agent``,
+    ``wait`` or ``terminate``."""
 
     kind: str
     text: Optional[str] = None
     """``user``: the message (a template)."""
+    audio: Optional[str] = None
+    """``user_audio``: the WAV file the user says (a ``webCall`` case), as an absolute path."""
     seconds: float = 0.0
     """``wait``: how long the simulated user pauses."""
     expect: List[Check] = attrs.field(factory=list)

@@ -2,13 +2,14 @@
 
 A target opens one :class:`~blackbox_sync.Conversation` per attempt. Targets pickle (an executor
 may run attempts in other processes) and never show their credentials: ``describe()`` is what
-results record, and it holds no secret.
+results record, and it holds no secret. A target's ``record_dir``, when set, is where ``webCall``
+cases save the agent's audio, one WAV file per turn.
 """
 
 import contextlib
 import secrets
 import uuid
-from typing import Any, Dict, Iterable, Iterator, Optional, Protocol, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Union
 
 import attrs
 
@@ -43,6 +44,8 @@ class EmulatorTarget:
     suite_tokens: Dict[str, str] = attrs.field(factory=dict, repr=False)
     options: Dict[str, Any] = attrs.field(factory=dict)
     """Extra :class:`~blackbox_sync.Conversation` arguments (``close_timeout``, ``headers``...)."""
+    record_dir: Optional[str] = None
+    """Folder for the agent's audio in ``webCall`` cases (one WAV per turn); ``None``: none."""
     kind: str = "emulator"
 
     def describe(self) -> Dict[str, Any]:
@@ -54,31 +57,46 @@ class EmulatorTarget:
         yield Conversation(token=token, base_url=self.base_url, **{**self.options, **options})
 
     @classmethod
-    def of(cls, emulator: Any) -> "EmulatorTarget":
+    def of(cls, emulator: Any, record_dir: Optional[str] = None) -> "EmulatorTarget":
         """Use a running :class:`~blackbox_sync.testing.Emulator` and its default agent."""
-        return cls(base_url=emulator.base_url, token=emulator.token)
+        return cls(base_url=emulator.base_url, token=emulator.token, record_dir=record_dir)
 
 
 @contextlib.contextmanager
 def hosted_emulator(
-    suites: Iterable[Suite], agent_file: Optional[str] = None
+    suites: Iterable[Suite], agent_file: Optional[str] = None, record_dir: Optional[str] = None
 ) -> Iterator[EmulatorTarget]:
     """Start an emulator for ``suites``: each suite talks to the agent of its
-    ``target.emulator.agent`` file (or ``agent_file``, which wins; or the echo agent)."""
+    ``target.emulator.agent`` file (or ``agent_file``, which wins; or the echo agent). When a
+    case is a ``webCall``, the emulator runs in voice mode (if the voice extra is installed)."""
     from blackbox_sync.testing import Emulator, ScriptedAgent
 
+    suites = list(suites)
     agents: Dict[str, Any] = {}
     for suite in suites:
         path = agent_file or suite.emulator_agent
         agents[suite.name] = ScriptedAgent.from_file(path) if path else ScriptedAgent()
-    with Emulator() as emulator:
+    with Emulator(voice=_voice_mode(suites)) as emulator:
         tokens = {}
         for name, agent in agents.items():
             agent_id = f"qa-suite:{name}"
             emulator.set_agent(agent_id, agent)
             tokens[name] = f"qa-{secrets.token_hex(12)}"
             emulator.add_token(tokens[name], agent_id=agent_id)
-        yield EmulatorTarget(emulator.base_url, emulator.token, tokens)
+        yield EmulatorTarget(emulator.base_url, emulator.token, tokens, record_dir=record_dir)
+
+
+def _voice_mode(suites: List[Suite]) -> Any:
+    """An ``EmulatorVoice`` when a case makes voice calls and aiortc is there, else ``None``
+    (the voice cases then end as errors that name the missing extra)."""
+    if not any(c.settings.call_type == "webCall" for s in suites for c in s.cases):
+        return None
+    try:
+        from blackbox_sync.testing.voice import EmulatorVoice
+
+        return EmulatorVoice()
+    except ImportError:
+        return None
 
 
 @attrs.define
@@ -101,6 +119,8 @@ class LiveTarget:
     origin: Optional[str] = None
     options: Dict[str, Any] = attrs.field(factory=dict)
     """Extra :class:`~blackbox_sync.Conversation` arguments (``close_timeout``, ``headers``...)."""
+    record_dir: Optional[str] = None
+    """Folder for the agent's audio in ``webCall`` cases (one WAV per turn); ``None``: none."""
     kind: str = "live"
 
     def __attrs_post_init__(self) -> None:

@@ -3,7 +3,7 @@
 import json
 from typing import Any, Dict, Iterable, List, Optional
 
-from blackbox_sync.qa.results import Attempt, CaseResult, CheckResult, Entry, Status
+from blackbox_sync.qa.results import Attempt, CaseResult, CheckResult, Entry, Status, TurnRecord
 
 
 def data_text(data: Any, limit: int = 300) -> str:
@@ -46,10 +46,14 @@ def attempt_text(case: CaseResult, attempt: Attempt) -> str:
         lines.append(f"ERROR {attempt.error.kind}: {attempt.error.message}")
     lines += [check_line(c) for c in attempt.checks]
     for turn in attempt.turns:
+        audio = "" if turn.first_audio_ms is None else f"first audio {ms(turn.first_audio_ms)}, "
         lines.append(
-            f"step {turn.step} ({turn.kind}): first text {ms(turn.first_text_ms)}, "
+            f"step {turn.step} ({turn.kind}): first text {ms(turn.first_text_ms)}, {audio}"
             f"turn {ms(turn.turn_ms)}, detected {ms(turn.detected_ms)}, reason {turn.reason}"
+            f"{turn_rule_note(case, turn)}"
         )
+        if turn.audio:
+            lines.append(f"  agent audio: {turn.audio}")
     lines.append("transcript:")
     lines += transcript_lines(attempt.transcript)
     return "\n".join(lines)
@@ -75,6 +79,13 @@ def turn_end_text(rule: Dict[str, Any]) -> str:
     """``quiet 250 ms, fillers: um``."""
     fillers = ", ".join(rule.get("fillers") or []) or "none"
     return f"{rule.get('rule', 'quiet')} {rule.get('quiet_ms', '?'):g} ms, fillers: {fillers}"
+
+
+def turn_rule_note(case: CaseResult, turn: TurnRecord) -> str:
+    """``, turn end: quiet 500 ms, ...`` when the turn used a rule other than the case's."""
+    if not turn.turn_end or turn.turn_end == case.turn_end:
+        return ""
+    return f", turn end: {turn_end_text(turn.turn_end)}"
 
 
 def counts(cases: Iterable[CaseResult]) -> Dict[str, int]:

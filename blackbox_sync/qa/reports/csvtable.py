@@ -14,6 +14,7 @@ COLUMNS = [
     "suite", "conversation", "status", "pass_rate", "repeat", "attempts", "attempt_status",
     "scope", "check", "kind", "passed", "weight", "score", "message", "error_kind",
     "error_message", "ended_by", "duration_s", "max_first_text_ms", "max_turn_ms",
+    "max_first_audio_ms",
 ]  # fmt: skip
 
 
@@ -24,6 +25,7 @@ def rows(cases: List[CaseResult]) -> Iterator[Dict[str, Any]]:
             attempt = repeat.final
             firsts = [t.first_text_ms for t in attempt.turns if t.first_text_ms is not None]
             turns = [t.turn_ms for t in attempt.turns if t.turn_ms is not None]
+            audio = [t.first_audio_ms for t in attempt.turns if t.first_audio_ms is not None]
             base = {
                 "suite": case.suite,
                 "conversation": case.id,
@@ -38,6 +40,7 @@ def rows(cases: List[CaseResult]) -> Iterator[Dict[str, Any]]:
                 "duration_s": attempt.duration_s,
                 "max_first_text_ms": max(firsts) if firsts else "",
                 "max_turn_ms": max(turns) if turns else "",
+                "max_first_audio_ms": max(audio) if audio else "",
             }
             if not attempt.checks:
                 yield base

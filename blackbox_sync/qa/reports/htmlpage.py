@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Union
 
 from blackbox_sync.qa.results import Attempt, CaseResult, CheckResult, Entry, RunInfo, Status
 
-from .common import counts, entry_text, ms, runs_text, turn_end_text
+from .common import counts, entry_text, ms, runs_text, turn_end_text, turn_rule_note
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1d1f23}
@@ -119,7 +119,9 @@ def case_section(case: CaseResult) -> str:
     elif case.status is Status.FAILED:
         problem = f'<div class="failure">{escape(case.summary)}</div>'
     timings = "; ".join(
-        f"step {t.step}: first text {ms(t.first_text_ms)}, turn {ms(t.turn_ms)}"
+        f"step {t.step}: first text {ms(t.first_text_ms)}"
+        + ("" if t.first_audio_ms is None else f", first audio {ms(t.first_audio_ms)}")
+        + f", turn {ms(t.turn_ms)}{turn_rule_note(case, t)}"
         for t in shown.turns
     )
     runs = f", {escape(runs_text(case))}" if runs_text(case) else ""
