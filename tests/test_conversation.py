@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
@@ -182,6 +183,35 @@ class TestTools:
         conv.connect(timeout=5)
         reply = conv.ask("go", timeout=10)
         assert len(reply.tool_requests) == 5
+        assert not conv.errors
+
+    def test_five_half_second_tools_overlap(self, connect: Connect) -> None:
+        # Issue 2's own scenario, through the scripted agent's parallel tool requests: every
+        # tool starts before any has finished its half second, so five take about as long as
+        # one (the figure is printed; the barrier test above proves the same without sleeps).
+        agent = ScriptedAgent(
+            [Rule("go", ["done"], tools=[CallTool(f"t{i}") for i in range(5)],
+                  parallel_tools=True)]
+        )  # fmt: skip
+        conv = connect(agent, connect=False)
+        spans: List[Tuple[float, float]] = []
+
+        def sleepy() -> Dict[str, float]:
+            start = time.monotonic()
+            time.sleep(0.5)
+            spans.append((start, time.monotonic()))
+            return {"slept": 0.5}
+
+        for i in range(5):
+            conv.tool(f"t{i}")(sleepy)
+        conv.connect(timeout=5)
+        started = time.monotonic()
+        reply = conv.ask("go", timeout=10)
+        print(f"five 0.5 s tools answered in {time.monotonic() - started:.3f} s")
+        assert reply.text == "done"
+        assert len(reply.tool_requests) == 5
+        assert len(spans) == 5
+        assert max(start for start, _ in spans) < min(end for _, end in spans)
         assert not conv.errors
 
     @pytest.mark.parametrize(

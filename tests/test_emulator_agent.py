@@ -7,6 +7,7 @@ import pytest
 from blackbox_sync.testing import (
     AgentContext,
     CallTool,
+    CallTools,
     Emulator,
     End,
     Pause,
@@ -196,6 +197,37 @@ class TestTools:
             False,
         )
         assert call.result == {"status": "shipped", "eta": "Monday"}
+
+    def test_parallel_tools_are_all_requested_before_any_answer(self, emu: Emulator) -> None:
+        agent = ScriptedAgent(
+            [
+                Rule(
+                    "go",
+                    "{results[stock][left]} left, ships {results[eta][day]}.",
+                    tools=[CallTool("stock"), CallTool("eta")],
+                    parallel_tools=True,
+                )
+            ]
+        )
+        with talk(emu, agent) as client:
+            client.chat("go")
+            client.recv()  # echo
+            first, second = client.recv(), client.recv()  # both out, nothing answered yet
+            assert [f["content"]["toolName"] for f in (first, second)] == ["stock", "eta"]
+            client.tool_response(second["content"]["id"], {"day": "Monday"})  # any order
+            client.tool_response(first["content"]["id"], {"left": 3})
+            frames = [client.recv() for _ in range(3)]
+        assert [f["type"] for f in frames] == ["toolCallResult", "toolCallResult", "text"]
+        assert frames[2]["content"]["text"] == "3 left, ships Monday."
+
+    def test_parallel_tools_from_an_agent_file(self) -> None:
+        agent = ScriptedAgent.from_dict(
+            {"rules": [{"match": "go", "tools": [{"name": "a"}, {"name": "b"}],
+                        "parallel_tools": True}]}
+        )  # fmt: skip
+        (step,) = agent.rules[0].script()
+        assert isinstance(step, CallTools)
+        assert [c.name for c in step.calls] == ["a", "b"]
 
     def test_tool_timeout_goes_on_with_an_error_result(self, emu: Emulator) -> None:
         agent = ScriptedAgent(

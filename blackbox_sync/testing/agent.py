@@ -76,6 +76,19 @@ class CallTool:
     timeout: Optional[float] = None
 
 
+def _tools(value: Iterable[CallTool]) -> Tuple[CallTool, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class CallTools:
+    """Ask for several tools at once: every request goes out before any answer is awaited, as
+    an agent that calls tools in parallel does. The turn receives the results as a list, in the
+    order of ``calls``."""
+
+    calls: Tuple[CallTool, ...] = attrs.field(converter=_tools)
+
+
 @attrs.frozen
 class SendRaw:
     """Send ``frame`` exactly as given: unknown types, malformed JSON, binary data."""
@@ -91,8 +104,8 @@ class End:
     error_message: Optional[str] = None
 
 
-Step = Union[Say, Pause, CallTool, SendRaw, End]
-STEP_TYPES = (Say, Pause, CallTool, SendRaw, End)
+Step = Union[Say, Pause, CallTool, CallTools, SendRaw, End]
+STEP_TYPES = (Say, Pause, CallTool, CallTools, SendRaw, End)
 Turn = Generator[Step, Any, None]
 """What an agent returns for a turn; a :class:`CallTool` step is answered through ``send()``."""
 
@@ -171,10 +184,6 @@ def _steps(value: Iterable[Step]) -> Tuple[Step, ...]:
     return tuple(value)
 
 
-def _tools(value: Iterable[CallTool]) -> Tuple[CallTool, ...]:
-    return tuple(value)
-
-
 def _raw_frames(value: Iterable[RawFrame]) -> Tuple[RawFrame, ...]:
     return tuple(value)
 
@@ -191,7 +200,8 @@ class Rule:
     ``pattern`` is a substring, or a regular expression with ``regex=True`` (searched, not
     anchored; an empty pattern matches everything). The turn it produces is, in order:
     ``raw_frames``, ``fillers``, ``partials`` (``potential`` texts), ``tools`` (each waits for the
-    client's answer), ``reply`` (several texts = a split reply, one frame each), then the end of
+    client's answer; with ``parallel_tools`` all are requested at once and answered in any
+    order), ``reply`` (several texts = a split reply, one frame each), then the end of
     the conversation if ``end_conversation``. ``delay`` comes before the first frame and
     ``chunk_delay`` between consecutive frames. ``steps`` replaces all of that with an explicit
     list. ``times`` limits how often the rule fires per conversation.
@@ -203,6 +213,7 @@ class Rule:
     fillers: Tuple[str, ...] = attrs.field(default=(), converter=_texts, kw_only=True)
     partials: Tuple[str, ...] = attrs.field(default=(), converter=_texts, kw_only=True)
     tools: Tuple[CallTool, ...] = attrs.field(default=(), converter=_tools, kw_only=True)
+    parallel_tools: bool = attrs.field(default=False, kw_only=True)
     raw_frames: Tuple[RawFrame, ...] = attrs.field(default=(), converter=_raw_frames, kw_only=True)
     delay: float = attrs.field(default=0.0, validator=_non_negative, kw_only=True)
     chunk_delay: float = attrs.field(default=0.0, validator=_non_negative, kw_only=True)
@@ -243,7 +254,7 @@ class Rule:
             *(SendRaw(f) for f in self.raw_frames),
             *(Say(t) for t in self.fillers),
             *(Say(t, partial=True) for t in self.partials),
-            *self.tools,
+            *((CallTools(self.tools),) if self.parallel_tools and self.tools else self.tools),
             *(Say(t) for t in self.reply),
         ]
         out: List[Step] = [Pause(self.delay)] if self.delay else []
@@ -257,7 +268,7 @@ class Rule:
 
 
 def _sent_frame(steps: Sequence[Step]) -> bool:
-    return any(isinstance(s, (Say, SendRaw, CallTool)) for s in steps)
+    return any(isinstance(s, (Say, SendRaw, CallTool, CallTools)) for s in steps)
 
 
 HandlerResult = Union[None, str, Rule, Iterable[Union[str, Step]]]
@@ -380,16 +391,27 @@ def perform(source: HandlerResult, context: AgentContext) -> Turn:
         answer = None
         step = _as_step(item)
         if isinstance(step, CallTool):
-            step = attrs.evolve(
-                step, id=step.id or context.next_tool_id(), args=context.render_args(step.args)
-            )
+            step = _filled(step, context)
             answer = yield step
             context.result = answer
             context.results[step.name] = answer
+        elif isinstance(step, CallTools):
+            step = CallTools(tuple(_filled(call, context) for call in step.calls))
+            answer = yield step
+            for call, result in zip(step.calls, answer):
+                context.result = result
+                context.results[call.name] = result
         elif isinstance(step, Say):
             yield attrs.evolve(step, text=context.render(step.text))
         else:
             yield step
+
+
+def _filled(step: CallTool, context: AgentContext) -> CallTool:
+    """The request as sent: its id assigned and its argument templates filled."""
+    return attrs.evolve(
+        step, id=step.id or context.next_tool_id(), args=context.render_args(step.args)
+    )
 
 
 def _as_step(item: Any) -> Step:

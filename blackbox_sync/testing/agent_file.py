@@ -14,6 +14,7 @@ Top-level keys (all optional)::
         partials: ["Let me", "Let me check"]
         tools:
           - {name: checkOrderStatus, args: {orderNumber: "{match[0]}"}, timeout: 5}
+        parallel_tools: false   # true: request every tool at once, answers in any order
         reply: ["Your order is {result[status]}."]   # text or list (a split reply)
         delay: 0.2              # before the first frame
         chunk_delay: 0.1        # between frames
@@ -54,8 +55,8 @@ _AGENT_KEYS = {
     "rules",
 }
 _BODY_KEYS = {
-    "reply", "fillers", "partials", "tools", "raw_frames", "delay", "chunk_delay",
-    "end_conversation", "steps",
+    "reply", "fillers", "partials", "tools", "parallel_tools", "raw_frames", "delay",
+    "chunk_delay", "end_conversation", "steps",
 }  # fmt: skip
 _RULE_KEYS = _BODY_KEYS | {"match", "regex", "times"}
 _TOOL_KEYS = {"name", "args", "id", "timeout"}
@@ -150,6 +151,9 @@ def _rule(value: Any, where: str, body_only: bool = False) -> Rule:
             tools=[
                 _tool(t, f"{where}.tools[{i}]") for i, t in enumerate(_list(obj, "tools", where))
             ],
+            parallel_tools=_typed(
+                obj.get("parallel_tools", False), bool, f"{where}.parallel_tools"
+            ),
             raw_frames=[
                 _raw(f, f"{where}.raw_frames[{i}]")
                 for i, f in enumerate(_list(obj, "raw_frames", where))

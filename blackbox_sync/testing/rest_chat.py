@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import attrs
 
 from blackbox_sync.convert import parse_timestamp, utcnow
-from blackbox_sync.testing.agent import AgentContext, CallTool, End, Pause, Say, Turn
+from blackbox_sync.testing.agent import AgentContext, CallTool, CallTools, End, Pause, Say, Turn
 from blackbox_sync.testing.rest_results import COMPLETED, deliver, finish
 from blackbox_sync.testing.rest_state import ORG_ID, RestState, now
 
@@ -101,12 +101,17 @@ async def run_turn(
         if isinstance(step, Say) and not step.partial:
             messages.append({"role": "assistant", "content": step.text, "time": now()})
             context.transcript.append(("assistant", step.text))
-        elif isinstance(step, CallTool):
-            answer = await _tool(state, step, context, call_id)
-            call = {"id": step.id, "name": step.name, "arguments": step.args, "response": answer}
+        elif isinstance(step, (CallTool, CallTools)):
+            calls = step.calls if isinstance(step, CallTools) else (step,)
+            answers = await asyncio.gather(*(_tool(state, c, context, call_id) for c in calls))
+            made = [
+                {"id": c.id, "name": c.name, "arguments": c.args, "response": a}
+                for c, a in zip(calls, answers)
+            ]
             messages.append(
-                {"role": "assistant", "content": None, "tool_calls": [call], "time": now()}
+                {"role": "assistant", "content": None, "tool_calls": made, "time": now()}
             )
+            answer = list(answers) if isinstance(step, CallTools) else answers[0]
         elif isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
         elif isinstance(step, End):

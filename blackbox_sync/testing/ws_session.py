@@ -71,7 +71,7 @@ from blackbox_sync.messages import (
 )
 from blackbox_sync.redact import redact_url
 
-from .agent import Agent, AgentContext, CallTool, End, Pause, Say, SendRaw, Turn
+from .agent import Agent, AgentContext, CallTool, CallTools, End, Pause, Say, SendRaw, Turn
 from .fault_engine import until_transport_closed
 from .options import EmulatorOptions
 from .records import COMPLETED, FAILED, ConversationRecord, TokenGrant
@@ -502,6 +502,8 @@ class WsSession:
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, CallTool):
                     answer = await self._call_tool(step)
+                elif isinstance(step, CallTools):
+                    answer = list(await asyncio.gather(*map(self._call_tool, step.calls)))
                 elif isinstance(step, SendRaw):
                     await self._send_raw(step.frame)
                 elif isinstance(step, End):
