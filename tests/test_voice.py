@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -17,12 +17,14 @@ pytest.importorskip("aiortc", reason="voice calls need the 'voice' extra (aiortc
 np = pytest.importorskip("numpy", reason="the recordings are compared with numpy")
 
 import blackbox_sync as bb  # noqa: E402
-from blackbox_sync.testing import Emulator, Rule, ScriptedAgent  # noqa: E402
+from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent  # noqa: E402
 from blackbox_sync.testing.voice import EmulatorVoice  # noqa: E402
 from blackbox_sync.voice import (  # noqa: E402
     SAMPLE_RATE,
+    AudioSource,
     VoiceCall,
     VoiceError,
+    WavSequence,
     WavSource,
     level_dbfs,
     load_audio,
@@ -178,6 +180,66 @@ def test_turns_latency_and_agent_hangup(voice: EmulatorVoice, tmp_path: Path) ->
     files = sorted(p.name for p in tmp_path.glob("turn-*.wav"))
     assert files == ["turn-0.wav", "turn-1.wav", "turn-2.wav"]
     assert [t.index for t in call.turns] == [0, 1, 2]
+
+
+class Generated(AudioSource):
+    """A user-written source: PCM handed out 20 ms at a time, as a TTS stream would."""
+
+    name = "generated"
+
+    def __init__(self, pcm: bytes) -> None:
+        self._chunks = iter([pcm[i : i + FRAME * 2] for i in range(0, len(pcm), FRAME * 2)])
+        self.exhausted = False
+
+    def read(self, samples: int) -> Optional[bytes]:
+        chunk = next(self._chunks, None)
+        self.exhausted = chunk is None
+        return chunk
+
+
+def test_a_clip_sequence_with_a_source_of_ones_own_and_a_tool_mid_call(
+    voice: EmulatorVoice, tmp_path: Path
+) -> None:
+    """One clip per turn (a user-written source, then a WAV file); the agent calls a
+    client-side tool during the call, and its result reaches the spoken reply."""
+    voice.transcribe = ["where is my order", "thanks"]
+    agent = ScriptedAgent(
+        [
+            Rule(
+                "order",
+                "It is {result[status]}.",
+                tools=[CallTool("checkOrderStatus", {"orderNumber": "ORD-1"})],
+            ),
+            Rule("thanks", "Bye!", end_conversation=True),
+        ],
+        greeting="Hi!",
+    )
+    write_wav(tmp_path / "thanks.wav", tone(660, 0.6))
+    first = Generated(tone(440, 0.8))
+    with Emulator(agent, voice=voice) as emu:
+        conv = web_call(emu)
+        asked: List[str] = []
+
+        @conv.tool
+        def checkOrderStatus(orderNumber: str) -> Dict[str, str]:
+            asked.append(orderNumber)
+            return {"status": "shipped"}
+
+        call = VoiceCall(
+            conv, audio=WavSequence([first, tmp_path / "thanks.wav"]), reply_silence=0.5
+        )
+        with conv:
+            call.wait_ended(timeout=20)
+        assert conv.result is not None
+        assert conv.result.status == "Completed"
+    assert asked == ["ORD-1"]
+    assert first.exhausted
+    assert [t.text for t in call.turns] == ["Hi!", "It is shipped.", "Bye!"]
+    heard = voice.wait_for_call(timeout=10)
+    lengths = [(u.end - u.start) / SAMPLE_RATE for u in heard.utterances]
+    assert len(lengths) == 2, lengths
+    assert abs(lengths[0] - 0.8) < 0.1, lengths
+    assert abs(lengths[1] - 0.6) < 0.1, lengths
 
 
 def test_server_drop_ends_the_call(voice_emulator: Emulator) -> None:
