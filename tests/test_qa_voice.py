@@ -26,6 +26,7 @@ import jsonschema
 from blackbox_sync import qa
 from blackbox_sync.qa.reports.common import attempt_text
 from blackbox_sync.qa.results import CaseResult, Status
+from blackbox_sync.qa.store import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "qa"
@@ -305,16 +306,30 @@ def test_the_example_voice_suite_runs_on_the_hosted_emulator(tmp_path: Path) -> 
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert made.returncode == 0, made.stderr
-    report = qa.run(str(tmp_path / "voice_suite.yaml"))  # the emulator starts in voice mode
-    (case,) = report.cases
+    # As a user runs it: the command line, every report into one folder, the emulator in voice
+    # mode because the suite has a webCall case.
+    out = tmp_path / "out"
+    ran = subprocess.run(
+        [sys.executable, "-m", "blackbox_sync", "qa", "run", "voice_suite.yaml", "-o", "out"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    _, (case,) = read_jsonl(out / "results.jsonl")
     assert case.status is Status.PASSED, attempt_text(case, case.shown)
     assert [t.user_audio for t in case.shown.turns] == [None, "order.wav", "goodbye.wav"]
     assert case.shown.turns[2].turn_end["quiet_ms"] == 300.0
-    paths = report.write_dir(tmp_path / "out")
-    html = paths["html"].read_text(encoding="utf-8")
+    # The agent's audio of each turn, recorded under OUT_DIR/audio, named in the results.
+    recorded = [Path(t.audio) for t in case.shown.turns if t.audio]
+    assert len(recorded) == 3
+    assert all(out / "audio" in path.parents and path.stat().st_size > 44 for path in recorded)
+    html = (out / "report.html").read_text(encoding="utf-8")
     assert "first audio" in html
     assert "turn end: audio_quiet 300 ms" in html  # the step's own rule, next to its timings
-    assert "max_first_audio_ms" in paths["csv"].read_text(encoding="utf-8")
+    assert "max_first_audio_ms" in (out / "results.csv").read_text(encoding="utf-8")
 
 
 WITHOUT_AIORTC = """

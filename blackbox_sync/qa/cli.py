@@ -85,6 +85,11 @@ def _add_run(commands: Any) -> None:
     grade.add_argument("--judge-cache", metavar="JSONL", help="keep judge verdicts in this file")
     _add_outputs(run)
     run.add_argument("--jsonl", help="stream results to this file (default: OUT_DIR/results.jsonl)")
+    run.add_argument(
+        "--record-audio",
+        metavar="DIR",
+        help="save the agent's audio of each voice turn here (default: OUT_DIR/audio)",
+    )
     run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
     run.set_defaults(run=_run)
 
@@ -137,6 +142,9 @@ def _run(args: argparse.Namespace) -> int:
     jsonl: Optional[str] = args.jsonl or args.resume
     if jsonl is None and args.out_dir:
         jsonl = str(Path(args.out_dir) / "results.jsonl")
+    audio = args.record_audio or (Path(args.out_dir) / "audio" if args.out_dir else None)
+    # Absolute, so the paths in the results still lead to the files from another folder.
+    record_dir = str(Path(audio).resolve()) if audio else None
     executor = None
     client: Any = None
     if args.dask:
@@ -163,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             talk_first=args.talk_first,
             progress=args.progress,
+            record_dir=record_dir,
         )
     except RunInterrupted as stop:
         print(_interrupted_line(stop, jsonl), file=sys.stderr, flush=True)

@@ -81,16 +81,20 @@ def with_overrides(
 
 
 @contextlib.contextmanager
-def _target(target: Any, suites: List[Suite], agent: Optional[str]) -> Iterator[Any]:
+def _target(
+    target: Any, suites: List[Suite], agent: Optional[str], record_dir: Optional[str] = None
+) -> Iterator[Any]:
     if target is None or target == "emulator":
-        with hosted_emulator(suites, agent) as hosted:
+        with hosted_emulator(suites, agent, record_dir=record_dir) as hosted:
             yield hosted
     elif isinstance(target, str):
         raise ValueError("target is 'emulator', an Emulator, or a target object (qa.LiveTarget)")
     elif hasattr(target, "conversation") and hasattr(target, "describe"):
+        if record_dir is not None and attrs.has(type(target)) and hasattr(target, "record_dir"):
+            target = attrs.evolve(target, record_dir=record_dir)
         yield target
     elif hasattr(target, "base_url") and hasattr(target, "token"):
-        yield EmulatorTarget.of(target)  # a running blackbox_sync.testing.Emulator
+        yield EmulatorTarget.of(target, record_dir)  # a running blackbox_sync.testing.Emulator
     else:
         raise TypeError(f"not a target: {target!r}")
 
@@ -146,6 +150,7 @@ def run(
     talk_first: Optional[bool] = None,
     progress: Union[bool, str] = False,
     on_result: Optional[Callable[[CaseResult], None]] = None,
+    record_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
 ) -> RunReport:
     """Run suites and return a :class:`~.report.RunReport`.
 
@@ -156,7 +161,8 @@ def run(
     thread pool of ``max_in_flight`` threads. ``rate`` caps conversations started per second.
     ``jsonl`` streams each result as it finishes; ``resume`` skips cases already in that file
     and appends to it; ``rerun`` (``failed``, ``error``, ``not-passed``) runs those again too.
-    The report holds the selected cases only, earlier results included.
+    The report holds the selected cases only, earlier results included. ``record_dir`` saves
+    the agent's audio of every ``webCall`` turn there, one WAV each (``turn.audio`` names it).
 
     Ctrl-C closes the conversations in flight and raises :class:`~.stopping.RunInterrupted`
     (a ``KeyboardInterrupt``) with the finished cases; interrupted ones are not recorded, so
@@ -185,7 +191,8 @@ def run(
     ]
     started = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-    with _target(target, loaded, agent) as resolved:
+    audio = os.fspath(record_dir) if record_dir is not None else None
+    with _target(target, loaded, agent, audio) as resolved:
         info = RunInfo(
             run_id=uuid.uuid4().hex[:12],
             started_at=started_at,
