@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
+from testkit import stop_process
 
 import blackbox_sync as bb
 from blackbox_sync.testing import Emulator, ScriptedAgent
@@ -91,10 +92,4 @@ def emulator_process() -> Iterator[Tuple[str, str]]:
         assert match
         yield match.group(1), token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
+        stop_process(proc)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from testkit import stop_process
 
 import blackbox_sync as bb
 from blackbox_sync.rest import Client, RetryPolicy
@@ -303,15 +304,7 @@ class EmulatorProcess:
         return values[0], values[1], values[2]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.reader.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        stop_process(self.proc, self.reader)
 
 
 def test_the_emulator_command_serves_what_the_other_commands_use(tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
+from testkit import stop_process
 
 from blackbox_sync import webhooks
 from blackbox_sync.rest import Client, RetryPolicy
@@ -114,14 +115,7 @@ def webhook_server() -> Iterator[ServerOutput]:
         output.url = f"http://127.0.0.1:{port}/blackbox/webhook"
         yield output
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -189,6 +189,29 @@ class Lines:
         return "".join(self.seen)
 
 
+def interrupted(
+    args: List[str], env: Dict[str, str], ready: Callable[[Lines], object]
+) -> Tuple[int, str]:
+    """Run ``qa run`` with ``args``, press Ctrl-C once ``ready`` returns; (status, output)."""
+    proc = subprocess.Popen(
+        command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=ROOT,
+    )  # fmt: skip
+    output = Lines(proc)
+    try:
+        ready(output)
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        text = output.rest()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    return status, text
+
+
 def test_ctrl_c_stops_at_once_and_resume_runs_what_was_cut_short(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -203,16 +226,8 @@ def test_ctrl_c_stops_at_once_and_resume_runs_what_was_cut_short(
     results = tmp_path / "run.jsonl"
     live = ["--target", "live", "--base-url", emulator.base_url, "-j", "2"]
     env = clean_env(BLACKBOX_TOKEN=emulator.token)
-    proc = subprocess.Popen(
-        command(str(suite), *live, "--jsonl", str(results)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    output = Lines(proc)
-    try:
+
+    def two_done_two_blocked(output: Lines) -> None:
         output.wait_for("PASSED", 2)  # f0 and f1 are on disk
         emulator.wait_for_frame(  # h0 and h1 are blocked in ask() on a silent agent
             "incomingChatMessage",
@@ -220,15 +235,10 @@ def test_ctrl_c_stops_at_once_and_resume_runs_what_was_cut_short(
             count=2,
             where=lambda f: f.get("content") == "hush",
         )
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(TIMEOUT)
-        text = output.rest()
-        assert proc.stdout is not None
-        proc.stdout.close()
+
+    status, text = interrupted(
+        [str(suite), *live, "--jsonl", str(results)], env, two_done_two_blocked
+    )
     assert status == qa.EXIT_INTERRUPTED, text
     summary = [line for line in text.splitlines() if line.startswith("interrupted:")]
     assert summary == [
@@ -257,27 +267,12 @@ def test_ctrl_c_during_a_wait_step_ends_the_process_at_once(
         timeouts="{turn_s: 120, conversation_s: 600}",  # far beyond the hang detector below
     )
     live = ["--target", "live", "--base-url", emulator.base_url]
-    proc = subprocess.Popen(
-        command(str(suite), *live),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(BLACKBOX_TOKEN=emulator.token),
-        cwd=ROOT,
-    )
-    output = Lines(proc)
-    try:
+    status, text = interrupted(
+        [str(suite), *live],
+        clean_env(BLACKBOX_TOKEN=emulator.token),
         # The connection event is out: the client is (about to be) in its pause.
-        emulator.wait_for_frame("event", timeout=TIMEOUT, direction="server")
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(TIMEOUT)
-        text = output.rest()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        lambda output: emulator.wait_for_frame("event", timeout=TIMEOUT, direction="server"),
+    )
     assert status == qa.EXIT_INTERRUPTED, text
     assert "1 not finished" in text
     assert not [f for f in emulator.frames if f.get("type") == "incomingChatMessage"]

@@ -5,28 +5,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 import jsonschema
 import pytest
+from testkit import suite_problems, write
 
 from blackbox_sync import qa
 from blackbox_sync.qa.sources import csv_check
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "qa" / "suite.yaml"
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def problems(path: Path) -> List[str]:
-    with pytest.raises(qa.SuiteFileError) as info:
-        qa.load_suite(path)
-    return [p.format(path.name) for p in info.value.problems]
 
 
 class TestExampleSuite:
@@ -74,7 +63,7 @@ class TestProblems:
             "s.yaml",
             "conversations:\n  - id: a\n    steps:\n      - user: hi\n        expct: []\n",
         )
-        (line,) = problems(path)
+        (line,) = suite_problems(path)
         assert line.startswith("s.yaml:5:9: conversations[0].steps[0].expct: unknown key 'expct'")
 
     def test_every_problem_is_reported_with_its_line(self, tmp_path: Path) -> None:
@@ -97,7 +86,7 @@ class TestProblems:
                 ]
             ),
         )
-        found = problems(path)
+        found = suite_problems(path)
         assert any(p.startswith("s.yaml:3:") and "minimum" in p for p in found), found
         assert any(
             p.startswith("s.yaml:7:") and "exactly one of: user, expect_agent" in p for p in found
@@ -107,7 +96,7 @@ class TestProblems:
 
     def test_yaml_syntax_errors_have_a_line(self, tmp_path: Path) -> None:
         path = write(tmp_path, "s.yaml", "conversations:\n  - id: [a\n")
-        (line,) = problems(path)
+        (line,) = suite_problems(path)
         assert line.startswith("s.yaml:3:") or line.startswith("s.yaml:2:")
         assert "not valid YAML" in line
 
@@ -117,7 +106,7 @@ class TestProblems:
             "s.yaml",
             "conversations:\n  - id: a\n    id: b\n    steps: [{user: hi}]\n",
         )
-        (line,) = problems(path)
+        (line,) = suite_problems(path)
         assert line.startswith("s.yaml:3:5:")
         assert "duplicate key 'id'" in line
 
@@ -126,13 +115,13 @@ class TestProblems:
             {"conversations": [{"id": "a", "steps": [{"user": "hi", "expect": [{"nope": 1}]}]}]},
             indent=2,
         )
-        (line,) = problems(write(tmp_path, "s.json", text))
+        (line,) = suite_problems(write(tmp_path, "s.json", text))
         number = next(i for i, t in enumerate(text.splitlines(), 1) if '"nope"' in t)
         assert line.startswith(f"s.json:{number}:")
         assert "unknown key 'nope'" in line
 
     def test_json_syntax_error(self, tmp_path: Path) -> None:
-        (line,) = problems(write(tmp_path, "s.json", '{"conversations": [\n  {"id": }\n]}'))
+        (line,) = suite_problems(write(tmp_path, "s.json", '{"conversations": [\n  {"id": }\n]}'))
         assert line.startswith("s.json:2:")
         assert "not valid JSON" in line
 
@@ -160,7 +149,7 @@ class TestProblems:
                 ]
             ),
         )
-        found = "\n".join(problems(path))
+        found = "\n".join(suite_problems(path))
         assert "s.yaml:2:" in found
         assert "cannot import 'no_such_module_xyz'" in found
         assert "s.yaml:6:" in found
@@ -247,12 +236,12 @@ class TestCsv:
 
     def test_bad_cells_point_at_their_row(self, tmp_path: Path) -> None:
         path = write(tmp_path, "f.csv", "input,expected\nhi,max_length:lots\n")
-        (line,) = problems(path)
+        (line,) = suite_problems(path)
         assert line.startswith("f.csv:2:")
         assert "max_length needs a number" in line
 
     def test_a_csv_needs_an_input_column(self, tmp_path: Path) -> None:
-        (line,) = problems(write(tmp_path, "f.csv", "question,expected\nhi,x\n"))
+        (line,) = suite_problems(write(tmp_path, "f.csv", "question,expected\nhi,x\n"))
         assert "needs an 'input' column" in line
 
 

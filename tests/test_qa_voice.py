@@ -14,9 +14,10 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
+from testkit import suite_problems, write
 
 pytest.importorskip("yaml")
 pytest.importorskip("jsonschema")
@@ -64,18 +65,6 @@ def write_silent_wav(path: Path) -> Path:
     return path
 
 
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def problems(path: Path) -> List[str]:
-    with pytest.raises(qa.SuiteFileError) as info:
-        qa.load_suite(path)
-    return [p.format(path.name) for p in info.value.problems]
-
-
 # --- the loader ----------------------------------------------------------------------------------
 
 VOICE_SUITE = """\
@@ -111,7 +100,7 @@ class TestLoader:
         assert typed.settings.turn_end.describe()["rule"] == "quiet"
 
     def test_a_missing_clip_is_a_line_numbered_error(self, tmp_path: Path) -> None:
-        found = problems(write(tmp_path, "s.yaml", VOICE_SUITE))
+        found = suite_problems(write(tmp_path, "s.yaml", VOICE_SUITE))
         assert len(found) == 1, found
         assert found[0].startswith("s.yaml:7:"), found
         assert "user_audio 'clips/q.wav': no such file" in found[0]
@@ -120,7 +109,7 @@ class TestLoader:
     def test_a_clip_that_is_not_a_wav_is_a_line_numbered_error(self, tmp_path: Path) -> None:
         (tmp_path / "clips").mkdir()
         (tmp_path / "clips" / "q.wav").write_bytes(b"ID3 this is an mp3, honest")
-        (line,) = problems(write(tmp_path, "s.yaml", VOICE_SUITE))
+        (line,) = suite_problems(write(tmp_path, "s.yaml", VOICE_SUITE))
         assert line.startswith("s.yaml:7:")
         assert "not a PCM WAV file" in line
 
@@ -135,7 +124,7 @@ class TestLoader:
             "      - user_audio: q.wav\n"  # 4
             "        expect: [{first_audio_ms: 100}]\n",  # 5
         )
-        found = problems(path)
+        found = suite_problems(path)
         assert any(
             p.startswith("s.yaml:4:") and "user_audio needs a voice call" in p for p in found
         ), found
@@ -155,11 +144,11 @@ class TestLoader:
             "    call_type: phone\n"  # 6
             "    steps: [{user: hi}]\n",  # 7
         )
-        found = problems(path)
+        found = suite_problems(path)
         assert any(p.startswith("s.yaml:6:") and "'phone' is not one of" in p for p in found)
         # The schema problem stops the load before the builder's checks; fix it and look again.
         path.write_text(path.read_text().replace("phone", "chat"))
-        (line,) = problems(path)
+        (line,) = suite_problems(path)
         assert line.startswith("s.yaml:4:")
         assert "speaks with user_audio steps" in line
 

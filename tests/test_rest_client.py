@@ -2,7 +2,7 @@
 
 import logging
 import socket
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import attrs
 import pytest
@@ -340,33 +340,26 @@ class TestTotalTimeout:
         assert session.timeouts == [30.0, 29.5]
         assert clock[0] - started == 60.0
 
-    def test_without_a_bound_every_retry_gets_the_full_timeout(self, clock: List[float]) -> None:
+    @staticmethod
+    def timeouts_of_a_list(clock: List[float], total_timeout: Optional[float]) -> List[Any]:
+        """The timeout of each attempt of a ``list()`` whose every attempt times out."""
         session = ReadTimeouts(clock)
-        policy = RetryPolicy(jitter=False, total_timeout=None)
         client = Client(
             api_key="k-1",
             base_url="http://127.0.0.1:9",
             session=session,
-            retry=policy,
+            retry=RetryPolicy(jitter=False, total_timeout=total_timeout),
             timeout=(5.0, 30.0),
         )
         with pytest.raises(ApiConnectionError):
             client.agents.list()
-        assert session.timeouts == [(5.0, 30.0)] * 4
+        return list(session.timeouts)
+
+    def test_without_a_bound_every_retry_gets_the_full_timeout(self, clock: List[float]) -> None:
+        assert self.timeouts_of_a_list(clock, None) == [(5.0, 30.0)] * 4
 
     def test_a_tuple_timeout_is_cut_to_the_time_left(self, clock: List[float]) -> None:
-        session = ReadTimeouts(clock)
-        policy = RetryPolicy(jitter=False, total_timeout=40)
-        client = Client(
-            api_key="k-1",
-            base_url="http://127.0.0.1:9",
-            session=session,
-            retry=policy,
-            timeout=(5.0, 30.0),
-        )
-        with pytest.raises(ApiConnectionError):
-            client.agents.list()
-        assert session.timeouts == [(5.0, 30.0), (5.0, 9.5)]
+        assert self.timeouts_of_a_list(clock, 40) == [(5.0, 30.0), (5.0, 9.5)]
 
     def test_no_retry_is_waited_for_past_the_deadline(
         self, emulator: Emulator, clock: List[float]

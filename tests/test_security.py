@@ -856,6 +856,17 @@ def wait_until_stuck(progressed: threading.Event, thread: threading.Thread) -> N
     assert thread.is_alive()
 
 
+def stuck_flood(conv: bb.Conversation) -> Tuple[threading.Thread, List[BaseException]]:
+    """A thread flooding ``conv`` until its send blocks on the peer that does not read; the
+    thread and the list its send failure lands in."""
+    progressed = threading.Event()
+    failure: List[BaseException] = []
+    sender = threading.Thread(target=flood, args=(conv, progressed, failure))
+    sender.start()
+    wait_until_stuck(progressed, sender)
+    return sender, failure
+
+
 class TestSendBounds:
     def test_a_send_times_out_breaks_the_connection_and_is_reported(
         self, raw_server: RawServer
@@ -883,11 +894,7 @@ class TestSendBounds:
 
     def test_close_returns_while_another_send_is_stuck(self, raw_server: RawServer) -> None:
         conv, _ = connect_raw(raw_server)  # the default send_timeout, 10 s
-        progressed = threading.Event()
-        failure: List[BaseException] = []
-        sender = threading.Thread(target=flood, args=(conv, progressed, failure))
-        sender.start()
-        wait_until_stuck(progressed, sender)
+        sender, failure = stuck_flood(conv)
         start = time.monotonic()
         conv.close()
         assert time.monotonic() - start < 0.5 + 2
@@ -898,11 +905,7 @@ class TestSendBounds:
 
     def test_ask_honours_its_timeout_behind_a_stuck_send(self, raw_server: RawServer) -> None:
         conv, _ = connect_raw(raw_server)
-        progressed = threading.Event()
-        failure: List[BaseException] = []
-        sender = threading.Thread(target=flood, args=(conv, progressed, failure))
-        sender.start()
-        wait_until_stuck(progressed, sender)
+        sender, failure = stuck_flood(conv)
         start = time.monotonic()
         with pytest.raises(bb.ConnectionClosedError, match="send timed out"):
             conv.ask("hello?", timeout=1)
