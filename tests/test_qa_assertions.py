@@ -138,6 +138,15 @@ def test_a_latency_check_without_a_measurement_fails_even_negated(kind: str, neg
     assert check(kind, 50, observed(), negate=True).passed  # measured and slower: NOT holds
 
 
+@pytest.mark.parametrize("negate", [False, True])
+def test_a_result_check_without_a_result_fails_even_negated(negate: bool) -> None:
+    result = check("result", {"status": "Failed"}, observed(result=None), negate=negate)
+    assert not result.passed, result.message
+    assert "no conversationResult arrived" in result.message
+    completed = observed(result={"status": "Completed"})
+    assert check("result", {"status": "Failed"}, completed, negate=True).passed
+
+
 def test_conversation_assertions() -> None:
     result = {
         "status": "Completed",

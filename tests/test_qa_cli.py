@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
@@ -236,8 +237,11 @@ def test_ctrl_c_stops_at_once_and_resume_runs_what_was_cut_short(
             where=lambda f: f.get("content") == "hush",
         )
 
+    reports = tmp_path / "reports"
     status, text = interrupted(
-        [str(suite), *live, "--jsonl", str(results)], env, two_done_two_blocked
+        [str(suite), *live, "--jsonl", str(results), "-o", str(reports)],
+        env,
+        two_done_two_blocked,
     )
     assert status == qa.EXIT_INTERRUPTED, text
     summary = [line for line in text.splitlines() if line.startswith("interrupted:")]
@@ -247,6 +251,8 @@ def test_ctrl_c_stops_at_once_and_resume_runs_what_was_cut_short(
     assert "Traceback" not in text
     _, cases = read_jsonl(results)
     assert {c.id for c in cases} == {"f0", "f1"}  # the cut-short ones are not recorded
+    junit = ET.parse(reports / "junit.xml").getroot()  # the finished ones, in every format
+    assert sorted(t.get("name") or "" for t in junit.iter("testcase")) == ["f0", "f1"]
     assert len(emulator.conversations) == 4  # h2 and h3 never started
     emulator.default_agent = ScriptedAgent(default="ok", greeting=None)
     resumed = qa_run(str(suite), *live, "--resume", str(results), env=env)

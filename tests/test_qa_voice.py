@@ -169,6 +169,8 @@ def test_each_turn_records_the_turn_end_rule_it_used(tmp_path: Path) -> None:
     )
     with Emulator(ScriptedAgent()) as emu:
         report = qa.run(suite, target=emu)
+        overridden = qa.run(suite, target=emu, quiet_ms=80)  # --quiet-ms: every turn's
+    assert [t.turn_end["quiet_ms"] for t in overridden.cases[0].shown.turns] == [80.0, 80.0]
     (case,) = report.cases
     assert case.status is Status.PASSED, case.summary
     assert case.turn_end["quiet_ms"] == 100

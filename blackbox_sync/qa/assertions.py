@@ -175,7 +175,8 @@ def _flat_result(obs: Observed) -> Dict[str, Any]:
 
 def _result(obs: Observed, value: Any, env: CheckEnv) -> Outcome:
     if obs.result is None:
-        return Outcome(False, "no conversationResult arrived")
+        # "not result: {status: Failed}" must not pass because there was no result at all.
+        return Outcome(False, "no conversationResult arrived", undecided=True)
     flat = _flat_result(obs)
     wrong = {k: flat.get(k) for k, v in value.items() if not _args_match(v, flat.get(k), False)}
     if wrong:

@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except RunInterrupted as stop:
         print(_interrupted_line(stop, jsonl), file=sys.stderr, flush=True)
+        _write_reports(stop.report, args)  # what finished, in every format asked for
         return EXIT_INTERRUPTED
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

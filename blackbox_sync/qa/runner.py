@@ -65,12 +65,14 @@ def with_overrides(
     repeat: Optional[int] = None,
     talk_first: Optional[bool] = None,
 ) -> Case:
-    """``case`` with command-line overrides of its settings."""
+    """``case`` with command-line overrides of its settings (``quiet_ms`` overrides every
+    turn's, a step's own included)."""
     settings = case.settings
     if quiet_ms is not None:
         settings = attrs.evolve(
             settings, turn_end=attrs.evolve(settings.turn_end, quiet_ms=quiet_ms)
         )
+        case = attrs.evolve(case, steps=[attrs.evolve(s, quiet_ms=None) for s in case.steps])
     if retries is not None:
         settings = attrs.evolve(settings, retries=retries)
     if repeat is not None:
