@@ -282,3 +282,23 @@ def test_ctrl_c_during_a_wait_step_ends_the_process_at_once(
     assert status == qa.EXIT_INTERRUPTED, text
     assert "1 not finished" in text
     assert not [f for f in emulator.frames if f.get("type") == "incomingChatMessage"]
+
+
+def test_suites_that_disagree_on_live_settings_are_refused(tmp_path: Path) -> None:
+    """One live target serves every suite of a run: conflicting settings are a usage error."""
+    paths = []
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = write_suite(folder, "  - {id: c, steps: [{user: hi}]}\n")
+        path.write_text(
+            path.read_text(encoding="utf-8").replace(
+                "suite: cli\n", f"suite: {name}\ntarget: {{live: {{integration_id: int-{name}}}}}\n"
+            ),
+            encoding="utf-8",
+        )
+        paths.append(str(path))
+    out = qa_run(*paths, "--target", "live", env=clean_env(BLACKBOX_API_KEY="k"))
+    assert out.returncode == qa.EXIT_USAGE, out.stdout + out.stderr
+    assert "disagree on live integration_id ('int-one' and 'int-two')" in out.stderr
+    assert "--integration-id" in out.stderr

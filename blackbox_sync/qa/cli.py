@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from .report import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunReport
 from .sources import SuiteFileError
@@ -118,7 +118,10 @@ def _write_reports(report: RunReport, args: argparse.Namespace) -> List[str]:
 def _live_target(args: argparse.Namespace, suites: List[Any]) -> Any:
     from .targets import LiveTarget
 
-    live: Dict[str, str] = suites[0].live if suites else {}
+    given = {
+        key for key in ("base_url", "integration_id", "agent_id", "origin") if getattr(args, key)
+    }
+    live = _shared_live_settings(suites, given)
     return LiveTarget(
         base_url=args.base_url or live.get("base_url") or os.environ.get("BLACKBOX_BASE_URL"),
         token=args.token or os.environ.get("BLACKBOX_TOKEN"),
@@ -127,6 +130,20 @@ def _live_target(args: argparse.Namespace, suites: List[Any]) -> Any:
         agent_id=args.agent_id or live.get("agent_id"),
         origin=args.origin or live.get("origin"),
     )
+
+
+def _shared_live_settings(suites: List[Any], given: Set[str]) -> Dict[str, str]:
+    """The suites' ``live`` settings. One live target serves them all, so they must agree on
+    each setting the command line does not give (``given``)."""
+    merged: Dict[str, str] = {}
+    for suite in suites:
+        for key, value in suite.live.items():
+            if key not in given and merged.setdefault(key, value) != value:
+                raise ValueError(
+                    f"the suites disagree on live {key} ({merged[key]!r} and {value!r}): "
+                    f"run them separately, or give --{key.replace('_', '-')}"
+                )
+    return merged
 
 
 def _run(args: argparse.Namespace) -> int:
