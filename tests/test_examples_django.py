@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from testkit import stop_process
 
 from blackbox_sync.testing import Emulator, Rule, ScriptedAgent
 
@@ -275,16 +276,7 @@ def test_runserver_against_an_emulator_process() -> None:
             assert answer.status_code == 200, answer.text
             assert "Order ORD-12345 is shipped." in answer.text
     finally:
+        followed = dict(zip((emulator, server), readers))  # follow() ran in this order
         for proc in (server, emulator):
             if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        for reader in readers:
-            reader.join(5)
-        for proc in (server, emulator):
-            if proc is not None and proc.stdout is not None:
-                proc.stdout.close()
+                stop_process(proc, followed.get(proc))
