@@ -1,16 +1,16 @@
 """The hostile peer itself speaks enough WebSocket for a real client to hold a conversation."""
 
-import blackbox_sync as bb
 from ws_peer import PeerConnection, server_frame
+
+import blackbox_sync as bb
 
 
 def test_a_conversation_against_the_hostile_peer(hostile_ws) -> None:  # type: ignore[no-untyped-def]
     def script(peer: PeerConnection) -> None:
         peer.open_conversation()
         message = peer.recv_until_type("incomingChatMessage")
-        peer.send_json(
-            server_frame("text", content={"source": "assistant", "text": f"echo {message['content']}"})
-        )
+        reply = {"source": "assistant", "text": f"echo {message['content']}"}
+        peer.send_json(server_frame("text", content=reply))
         peer.recv_until_type("terminate")
         peer.send_json(server_frame("conversationResult", result={"status": "completed"}))
         peer.send_close(1000)
@@ -19,5 +19,6 @@ def test_a_conversation_against_the_hostile_peer(hostile_ws) -> None:  # type: i
     server = hostile_ws(script)
     with bb.Conversation(url=server.ws_url(), allow_insecure=True, quiet_period=0.05) as conv:
         assert conv.ask("hi", timeout=5).text == "echo hi"
-    assert conv.result is not None and conv.result.status == "completed"
+    assert conv.result is not None
+    assert conv.result.status == "completed"
     assert all(server.connections[0].masked)
