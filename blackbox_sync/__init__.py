@@ -47,6 +47,7 @@ from .messages import (
     UnknownMessage,
 )
 from .reconnect import ReconnectPolicy
+from .redact import RedactingHandler
 from .reply import Reply, Transcript, TurnEnd
 from .state import Phase, TurnRule
 
@@ -55,7 +56,8 @@ if TYPE_CHECKING:
     from .rest import ApiConnectionError, Client, RetryPolicy
     from .voice import VoiceCall
 
-logging.getLogger("blackbox_sync").addHandler(logging.NullHandler())
+# Silent unless the application configures logging, and every record redacted on its way up.
+logging.getLogger("blackbox_sync").addHandler(RedactingHandler())
 
 # The REST half pulls in requests and voice pulls in aiortc: both load on first use, so
 # chat-only programs start faster and optional extras stay optional.

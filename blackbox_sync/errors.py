@@ -1,17 +1,24 @@
 """The exception hierarchy: everything the library raises derives from :class:`BlackBoxError`.
 
-Messages are built by the raiser and never contain secrets: URLs pass through
-:func:`blackbox_sync.redact.redact_url` before they reach an exception text.
+No exception text carries a secret: every message, and every field that holds text the server
+sent (``ServerError.message`` and ``data``, ``ConnectionClosedError.reason``,
+``ProtocolError.payload``), passes through :func:`blackbox_sync.redact.redact_text` when the
+exception is made.
 """
 
 from typing import TYPE_CHECKING, Any, Optional
+
+from .redact import redact_json, redact_text
 
 if TYPE_CHECKING:
     from .reply import Reply
 
 
 class BlackBoxError(Exception):
-    """Base class of every error raised by blackbox_sync."""
+    """Base class of every error raised by blackbox_sync; its message is redacted when made."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(BlackBoxError, RuntimeError):
@@ -30,7 +37,8 @@ class ProtocolError(BlackBoxError):
         super().__init__(message)
         self.payload_size = 0 if payload is None else len(payload)
         self.truncated = self.payload_size > self.MAX_PAYLOAD
-        self.payload = payload[: self.MAX_PAYLOAD] if payload is not None else None
+        kept = payload[: self.MAX_PAYLOAD] if payload is not None else None
+        self.payload = redact_text(kept) if isinstance(kept, str) else kept
 
 
 class ConnectionClosedError(BlackBoxError, ConnectionError):
@@ -44,7 +52,7 @@ class ConnectionClosedError(BlackBoxError, ConnectionError):
         )
         super().__init__(detail)
         self.code = code
-        self.reason = reason
+        self.reason = redact_text(reason)
 
 
 class OperationTimeout(BlackBoxError, TimeoutError):
@@ -64,8 +72,8 @@ class ServerError(BlackBoxError):
 
     def __init__(self, message: str, data: "Optional[dict[str, Any]]" = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.data = data or {}
+        self.message = str(self)
+        self.data: dict[str, Any] = redact_json(data) if data else {}
 
 
 class AuthenticationError(ServerError):
