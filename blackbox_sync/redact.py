@@ -25,6 +25,10 @@ MAX_REMEMBERED = 1024
 long QA run that mints a token per conversation. Each object that holds a secret also masks its
 own ones explicitly, so one pushed out of here still never leaks through its owner."""
 
+MIN_REMEMBERED = 8
+"""Shorter secrets (demo and test values such as ``t``) are masked by their owners only, not
+process-wide, where they would mask that word in every later text."""
+
 SHORT_SECRET = 16
 """Secrets shorter than this are masked only as whole words, so a short test key such as ``x``
 does not shred ``Max retries exceeded``; longer ones are masked wherever they appear."""
@@ -39,7 +43,7 @@ class Secret:
         self._value = value
         # A URL is not itself the credential: the token or key in it is remembered on its own,
         # and credential parameters are masked by name.
-        if "://" not in value:
+        if "://" not in value and len(value) >= MIN_REMEMBERED:
             remember(value)
 
     def reveal(self) -> str:
@@ -199,6 +203,11 @@ _lock = threading.Lock()
 _remembered: "OrderedDict[str, tuple[str, ...]]" = OrderedDict()
 _compiled: "dict[tuple[str, ...], Pattern[str]]" = {}
 _BEARER = re.compile(r"(?i)(Bearer)\s+[^\s\"',]+")
-# `name=value` after `?`, `&` or a word boundary; `idempotency_key=` does not match `key=`.
+# `name=value` as a URL parameter (after `?` or `&`); the unmistakable names also after a space,
+# a quote or a bracket, as in prose. `idempotency_key=` does not match `key=`, nor does the
+# placeholder in "expects KEY=VALUE".
+_ANYWHERE = "|".join(sorted(SECRET_PARAMS - {"key"}))
 _SECRET_NAMES = "|".join(sorted(SECRET_PARAMS))
-_QUERY_SECRET = re.compile(rf"(?i)((?:^|(?<=[?&\s\"'(]))(?:{_SECRET_NAMES})=)[^&\s\"'#)]+")
+_QUERY_SECRET = re.compile(
+    rf"(?i)((?:(?<=[?&])(?:{_SECRET_NAMES})|(?:^|(?<=[\s\"'(]))(?:{_ANYWHERE}))=)[^&\s\"'#),;]+"
+)
