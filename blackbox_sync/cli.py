@@ -138,6 +138,7 @@ def _chat(args: argparse.Namespace) -> int:
             show_partials=args.show_partials,
             verbose=args.verbose,
             talk_first=args.talk_first,
+            secrets=[str(options.get(k) or "") for k in ("token", "api_key")],
         )
         return repl.run()
     return 0  # pragma: no cover - mypy cannot see that the with-block always returns

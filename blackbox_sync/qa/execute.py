@@ -51,8 +51,9 @@ from blackbox_sync.voice import (
 
 from . import refs, templates
 from .assertions import CheckEnv, InfraError, Observed, ToolSeen, evaluate, weighted_score
-from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord
+from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord, redact_attempt
 from .spec import Case, Check, Step, ToolScript
+from .targets import known_secrets
 from .voicecall import Heard, VoiceUnavailable, exchange, open_call
 
 
@@ -74,13 +75,15 @@ class AttemptJob:
 
 
 def run_attempt(job: AttemptJob) -> Attempt:
-    """Run one attempt; never raises."""
+    """Run one attempt; never raises. Its result holds no credential (see
+    :func:`~.results.redact_attempt`), whatever the server echoed."""
     run = _AttemptRun(job)
     try:
         run.run()
     except Exception as exc:  # a runner bug must still come back as a result, never hang a run
         run.error = ErrorInfo("internal", f"{type(exc).__name__}: {exc}", retryable=False)
-    return run.finish()
+    # After the run: a token minted for this attempt is among the target's secrets by now.
+    return redact_attempt(run.finish(), known_secrets(job.target))
 
 
 def classify(exc: BaseException, phase: str, step: Optional[int] = None) -> ErrorInfo:
