@@ -163,10 +163,10 @@ class Console:
         with self._lock:
             self._held = []
 
-    def release(self, *first: str) -> None:
-        """Print ``first``, then the lines held back, in order, and stop holding."""
+    def release(self, *first: str, drop: bool = False) -> None:
+        """Print ``first``, then the lines held back (unless ``drop``), and stop holding."""
         with self._lock:
-            held, self._held = self._held or [], None
+            held, self._held = ([] if drop else self._held) or [], None
             for line in [*first, *held]:
                 self.out.write(self._clean(line) + "\n")
             self.out.flush()
@@ -306,7 +306,9 @@ class ChatRepl:
         except BlackBoxError as exc:
             self._leaving = True
             conv.close()
-            self.console.release()
+            # What the callbacks said meanwhile (the error frame, the close) is in ``exc``: one
+            # line says why, and no "connection closed" for a connection that never opened.
+            self.console.release(drop=True)
             show(f"could not start the conversation: {exc}")
             return 1
         banner = [f"Connected to {conv.url} (conversation {conv.record_id or 'without an id'})."]
