@@ -1,9 +1,13 @@
 """QA runs against a peer that echoes credentials in its errors, close reasons and replies:
 no report format, no terminal line and no log record may carry them."""
 
+import contextlib
+import http.server
+import json
 import logging
+import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 from qa_peer import MINTED, Peer
@@ -103,3 +107,67 @@ def test_minted_tokens_and_the_api_key_never_reach_a_report(peer: Peer, tmp_path
     for text in [*files_text(tmp_path), repr(report), report.markdown()]:
         assert MINTED not in text
         assert API_KEY not in text
+
+
+class _Status(http.server.BaseHTTPRequestHandler):
+    """Answers every request (REST or WebSocket upgrade) with the server's ``status``."""
+
+    def answer(self) -> None:
+        server: Any = self.server
+        server.requests += 1
+        self.send_response(server.status)
+        self.send_header("Content-Type", "application/problem+json")
+        body = json.dumps({"title": "nope", "status": server.status}).encode()
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def answering(status: int) -> Iterator[Any]:
+    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Status)
+    server.status, server.requests = status, 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+RETRIED = """\
+defaults: {retries: 2, retry_backoff_s: 0.01, timeouts: {connect_s: 2}}
+conversations:
+  - id: one
+    steps: [{user: hi}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "minted", "requests"),
+    [(404, True, 1), (404, False, 1), (400, False, 1), (429, True, 3), (503, False, 3)],
+)
+def test_only_hiccups_are_retried(tmp_path: Path, status: int, minted: bool, requests: int) -> None:
+    """A permanent 4xx (the mint's POST, or the WebSocket handshake) is asked once; 408, 429
+    and 5xx answers are retried."""
+    suite = tmp_path / "retried.yaml"
+    suite.write_text(RETRIED, encoding="utf-8")
+    with answering(status) as server:
+        credentials = {"api_key": API_KEY, "integration_id": "int-1"} if minted else {}
+        target = qa.LiveTarget(
+            base_url=f"http://127.0.0.1:{server.server_port}",
+            token=None if minted else TOKEN,
+            **credentials,
+        )
+        case = qa.run(str(suite), target=target).get("one")
+        assert server.requests == requests
+    assert case.status is qa.Status.ERROR
+    assert case.attempts == requests
+    assert str(status) in case.summary
