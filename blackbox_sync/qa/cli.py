@@ -315,8 +315,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``python -m blackbox_sync.qa COMMAND ...``: the ``qa`` subcommand alone."""
     parser = argparse.ArgumentParser(prog="python -m blackbox_sync", description=DESCRIPTION)
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["qa", *(sys.argv[1:] if argv is None else argv)])
-    try:
+    from blackbox_sync.cli import run_quietly
+
+    def command() -> int:
+        args = parser.parse_args(["qa", *(sys.argv[1:] if argv is None else argv)])
         return int(args.run(args))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+
+    return run_quietly(command)
