@@ -160,11 +160,11 @@ def test_only_hiccups_are_retried(tmp_path: Path, status: int, minted: bool, req
     suite = tmp_path / "retried.yaml"
     suite.write_text(RETRIED, encoding="utf-8")
     with answering(status) as server:
-        credentials = {"api_key": API_KEY, "integration_id": "int-1"} if minted else {}
         target = qa.LiveTarget(
             base_url=f"http://127.0.0.1:{server.server_port}",
             token=None if minted else TOKEN,
-            **credentials,
+            api_key=API_KEY if minted else None,
+            integration_id="int-1" if minted else None,
         )
         case = qa.run(str(suite), target=target).get("one")
         assert server.requests == requests
