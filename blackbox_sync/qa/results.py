@@ -232,7 +232,20 @@ def redact_attempt(attempt: Attempt, secrets: Iterable[str]) -> Attempt:
     them.
     """
     data = redact_json(converter.unstructure(attempt), *secrets)
-    return converter.structure(data, Attempt)
+    try:
+        return converter.structure(data, Attempt)
+    except (cattrs.BaseValidationError, ValueError, TypeError):
+        # A secret so short that it matched a field name or a status: keep nothing it touched.
+        return Attempt(
+            number=attempt.number,
+            status=Status.ERROR,
+            started_at=attempt.started_at,
+            duration_s=attempt.duration_s,
+            error=ErrorInfo(
+                "internal", "the result could not be cleaned of credentials", retryable=False
+            ),
+            ended_by="error",
+        )
 
 
 def to_dict(obj: Any) -> Dict[str, Any]:

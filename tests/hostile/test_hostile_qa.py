@@ -171,3 +171,13 @@ def test_only_hiccups_are_retried(tmp_path: Path, status: int, minted: bool, req
     assert case.status is qa.Status.ERROR
     assert case.attempts == requests
     assert str(status) in case.summary
+
+
+def test_a_secret_that_matches_a_field_value_still_gives_a_clean_result() -> None:
+    from blackbox_sync.qa.results import Attempt, ErrorInfo, Status, redact_attempt
+
+    attempt = Attempt(1, Status.PASSED, "2026-01-01T00:00:00Z", 0.5, ErrorInfo("auth", "passed"))
+    cleaned = redact_attempt(attempt, ["passed"])  # matches the status too
+    assert cleaned.status is Status.ERROR
+    assert cleaned.error is not None
+    assert "passed" not in cleaned.error.message
