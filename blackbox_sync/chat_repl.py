@@ -6,8 +6,9 @@ complete. Tool requests are answered by plain Python functions (``--tools``). Co
 ``/history``, ``/terminate``, ``/quit``, ``/help``; end of input (Ctrl-D, or the end of a piped
 script) terminates the conversation politely.
 
-Nothing here prints a token or an API key: the only URL shown is ``Conversation.url``, which is
-masked.
+Nothing here prints a token or an API key: every line goes through :meth:`Console.show` or
+:meth:`Console.release`, which mask the session's credentials and any ``token=`` value, since
+the server's texts (errors, close reasons, replies) may echo them.
 """
 
 import functools
@@ -38,6 +39,7 @@ from .messages import (
     ToolRequest,
     ToolResponse,
 )
+from .redact import redact_text
 from .state import Phase
 
 PROMPT = "you> "
@@ -124,9 +126,10 @@ class Console:
     prompt line, prints, and redraws the prompt with what was typed so far (from readline).
     """
 
-    def __init__(self, out: TextIO, interactive: bool) -> None:
+    def __init__(self, out: TextIO, interactive: bool, secrets: Sequence[str] = ()) -> None:
         self.out = out
         self.interactive = interactive
+        self._secrets = tuple(s for s in secrets if s)
         self._lock = threading.Lock()
         self._reading = False
         self._held: Optional[List[str]] = None
@@ -160,16 +163,17 @@ class Console:
         with self._lock:
             self._held = []
 
-    def release(self, *first: str) -> None:
-        """Print ``first``, then the lines held back, in order, and stop holding."""
+    def release(self, *first: str, drop: bool = False) -> None:
+        """Print ``first``, then the lines held back (unless ``drop``), and stop holding."""
         with self._lock:
-            held, self._held = self._held or [], None
+            held, self._held = ([] if drop else self._held) or [], None
             for line in [*first, *held]:
-                self.out.write(line + "\n")
+                self.out.write(self._clean(line) + "\n")
             self.out.flush()
 
     def show(self, line: str) -> None:
         """Print ``line`` above the prompt."""
+        line = self._clean(line)
         with self._lock:
             if self._held is not None:
                 self._held.append(line)
@@ -181,9 +185,13 @@ class Console:
                 self.out.write(line + "\n")
             self.out.flush()
 
+    def _clean(self, line: str) -> str:
+        return redact_text(line, *self._secrets)
+
 
 class ChatRepl:
-    """One chat session on a conversation that is not connected yet."""
+    """One chat session on a conversation that is not connected yet. ``secrets``: the
+    conversation's credentials, masked in everything printed."""
 
     def __init__(
         self,
@@ -196,11 +204,12 @@ class ChatRepl:
         show_partials: bool = False,
         verbose: bool = False,
         talk_first: bool = False,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.conversation = conversation
         if interactive is None:
             interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        self.console = Console(out or sys.stdout, interactive)
+        self.console = Console(out or sys.stdout, interactive, secrets)
         self.ask_timeout = ask_timeout
         self.show_partials = show_partials
         self.verbose = verbose
@@ -297,7 +306,9 @@ class ChatRepl:
         except BlackBoxError as exc:
             self._leaving = True
             conv.close()
-            self.console.release()
+            # What the callbacks said meanwhile (the error frame, the close) is in ``exc``: one
+            # line says why, and no "connection closed" for a connection that never opened.
+            self.console.release(drop=True)
             show(f"could not start the conversation: {exc}")
             return 1
         banner = [f"Connected to {conv.url} (conversation {conv.record_id or 'without an id'})."]

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 TOKEN_ENV = "BLACKBOX_TOKEN"
 API_KEY_ENV = "BLACKBOX_API_KEY"
 
-# Exit statuses: 0 done, 1 the service or the connection failed, 2 a usage error.
+# Exit statuses: 0 done, 1 the service or the connection failed, 2 a usage error (also a busy
+# emulator port), 130 Ctrl-C, 141 the output pipe closed (``| head``).
 FAILED = 1
 USAGE = 2
 
@@ -47,16 +48,24 @@ def _need_emulator_extra(exc: ImportError) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     try:
-        from .testing.emulator import serve
+        from .testing.emulator import PortUnavailableError, serve
     except ImportError as exc:  # aiohttp is an optional extra
         return _need_emulator_extra(exc)
-    serve(
-        host=args.host,
-        port=args.port,
-        agent_file=args.agent,
-        token=args.token,
-        api_key=args.api_key,
-    )
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            agent_file=args.agent,
+            token=args.token,
+            api_key=args.api_key,
+        )
+    except PortUnavailableError as exc:
+        print(
+            f"blackbox-sync emulator: {exc}; pick another with --port PORT "
+            "(--port 0 picks a free one)",
+            file=sys.stderr,
+        )
+        return USAGE
     return 0
 
 
@@ -138,6 +147,7 @@ def _chat(args: argparse.Namespace) -> int:
             show_partials=args.show_partials,
             verbose=args.verbose,
             talk_first=args.talk_first,
+            secrets=[str(options.get(k) or "") for k in ("token", "api_key")],
         )
         return repl.run()
     return 0  # pragma: no cover - mypy cannot see that the with-block always returns
@@ -593,16 +603,40 @@ def _setup_logging(level: Optional[str]) -> None:
     logger.setLevel(level.upper())
 
 
+INTERRUPTED = 130
+"""Ctrl-C: the shells' 128 + SIGINT."""
+BROKEN_PIPE = 141
+"""The reader of our output went away (``| head``): the shells' 128 + SIGPIPE, no message."""
+
+
+def run_quietly(command: Callable[[], int]) -> int:
+    """Run ``command`` the way Unix tools end: Ctrl-C is status 130 and a closed output pipe
+    (``blackbox-sync ... | head``) is a silent 141, without a traceback."""
+    try:
+        status = command()
+        sys.stdout.flush()  # a pipe closed early fails here, not in interpreter shutdown
+        return status
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except BrokenPipeError:
+        # Point stdout at /dev/null: the interpreter flushes it once more on the way out.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(arguments).parse_args(arguments)
-    _setup_logging(args.log_level)
-    run: Run = args.run
-    try:
+
+    def command() -> int:
+        args = build_parser(arguments).parse_args(arguments)
+        _setup_logging(args.log_level)
+        run: Run = args.run
         return int(run(args))
-    except KeyboardInterrupt:
-        return 130
+
+    return run_quietly(command)
 
 
 if __name__ == "__main__":

@@ -347,3 +347,40 @@ def test_the_emulator_command_serves_what_the_other_commands_use(tmp_path: Any) 
         assert token not in chat.stdout + chat.stderr
     finally:
         emulator.stop()
+
+
+def test_the_emulator_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        out = cli("emulator", "--port", str(port))
+    assert time.monotonic() - started < 10
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "--port 0 picks a free one" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["qa", "schema"], ["agents", "list", "--json"]],
+    ids=["qa-schema", "agents-json"],
+)
+def test_a_closed_output_pipe_ends_quietly(emu: Emulator, command: List[str]) -> None:
+    """``... | head``: the reader is gone before the first write."""
+    where = ["--base-url", emu.base_url] if command[0] == "agents" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blackbox_sync", *command, *where],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(BLACKBOX_API_KEY=emu.api_key),
+        cwd=str(ROOT),
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert err == ""
+    assert proc.returncode == 141

@@ -3,7 +3,10 @@
 Every test talks to a real emulator over loopback with a frame-level websocket-client.
 """
 
+import base64
 import json
+import os
+import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator
 
@@ -356,3 +359,92 @@ class TestEnding:
             frames = client.recv_until_closed()
         assert [f["type"] for f in frames] == ["conversationResult", "event"]
         assert emu.wait_for_conversation_end().transcript == []
+
+
+class RawClient:
+    """A client on a bare socket, so it can break the framing rules websocket-client keeps."""
+
+    def __init__(self, emu: Emulator) -> None:
+        host, port = emu.base_url.split("//")[1].split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /api/v1/ws/webCall?token={emu.token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        assert chunk, "the emulator hung up without a close frame"
+        return chunk
+
+    def send_text(self, data: Dict[str, Any], masked: bool) -> None:
+        payload = json.dumps(data).encode()
+        assert len(payload) < 126
+        key = os.urandom(4) if masked else b""
+        body = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if masked else payload
+        self.sock.sendall(bytes([0x81, (0x80 if masked else 0) | len(payload)]) + key + body)
+
+    def _need(self, size: int) -> None:
+        while len(self.buffer) < size:
+            self.buffer += self._recv()
+
+    def frame(self) -> "tuple[int, bytes]":
+        """The next server frame (unmasked, under 64 KiB): opcode and payload."""
+        self._need(2)
+        size, start = self.buffer[1] & 0x7F, 2
+        if size == 126:
+            self._need(4)
+            size, start = int.from_bytes(self.buffer[2:4], "big"), 4
+        self._need(start + size)
+        opcode, payload = self.buffer[0] & 0x0F, self.buffer[start : start + size]
+        self.buffer = self.buffer[start + size :]
+        return opcode, payload
+
+    def close_code(self) -> int:
+        """Skip text frames up to the close frame; its code."""
+        while True:
+            opcode, payload = self.frame()
+            if opcode == 8:
+                return int.from_bytes(payload[:2], "big")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+INIT = {"type": "initialize", "timestamp": "2026-01-01T00:00:00Z", "channelId": None}
+
+
+class TestMasking:
+    """RFC 6455 §5.1: a server closes the connection (1002) on an unmasked client frame."""
+
+    def test_an_unmasked_first_frame_is_closed_with_1002(self, emu: Emulator) -> None:
+        client = RawClient(emu)
+        try:
+            client.send_text({**INIT, "request": {"callType": "chat"}}, masked=False)
+            assert client.close_code() == 1002
+        finally:
+            client.close()
+        assert emu.conversations == []  # the initialize never counted
+
+    def test_an_unmasked_frame_mid_conversation_is_closed_with_1002(self, emu: Emulator) -> None:
+        client = RawClient(emu)
+        try:
+            client.send_text({**INIT, "request": {"callType": "chat"}}, masked=True)
+            assert b'"connection"' in client.frame()[1]
+            message = {**INIT, "type": "incomingChatMessage", "content": "hi"}
+            client.send_text(message, masked=False)
+            assert client.close_code() == 1002
+        finally:
+            client.close()
+        record = emu.wait_for_conversation_end(timeout=5)
+        assert record.ended_by == "protocol_error"
+        assert "hi" not in [text for _, text in record.transcript]  # never delivered

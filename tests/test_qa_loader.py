@@ -4,6 +4,7 @@ import importlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,66 @@ def test_suites_can_be_built_from_data() -> None:
     assert suite.cases[0].steps[0].kind == "user"
     with pytest.raises(qa.SuiteFileError, match="<data>: conversations"):
         qa.load_suite_data({"conversations": []})
+
+
+def _alias_bomb() -> str:
+    """Nine levels of nine aliases each: under 500 bytes, 9^9 strings once expanded."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join([*lines, "conversations: *a8"]) + "\n"
+
+
+HOSTILE_FILES = [
+    ("bomb.yaml", _alias_bomb(), ":2:10: not valid YAML: aliases (*name) are not allowed"),
+    (
+        "deep.yaml",
+        "suite: x\nconversations: " + "[" * 20_000 + "]" * 20_000 + "\n",
+        ":2:",
+    ),
+    (
+        "block.yaml",
+        "suite: x\nconversations:\n" + "".join("  " * i + "-\n" for i in range(1, 200)),
+        ":102:201: not valid YAML: nested more than 100 levels deep",
+    ),
+    (
+        "deep.json",
+        '{"suite": "x",\n "conversations": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+        ":2:118: not valid JSON: nested more than 100 levels deep",
+    ),
+    (
+        "big.csv",
+        "input,expected\nhi,fine\n" + "x" * (129 * 1024) + ",y\n",
+        ":3:1: not valid CSV: field larger than field limit",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"), HOSTILE_FILES, ids=[f[0] for f in HOSTILE_FILES]
+)
+def test_hostile_suite_files_are_one_line_numbered_error_fast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, message: str
+) -> None:
+    from blackbox_sync.qa.cli import main
+
+    path = write(tmp_path, name, text)
+    started = time.monotonic()
+    status = main(["validate", str(path)])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert status == 2
+    assert elapsed < 2.0
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert err.startswith(f"{path}:")
+    assert message in err
+
+
+def test_anchors_without_aliases_still_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "anchored.yaml",
+        "conversations:\n  - &first\n    id: a\n    steps: [{user: hi}]\n",
+    )
+    assert [c.id for c in qa.load_suite(path).cases] == ["a"]

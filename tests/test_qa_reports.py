@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Set
@@ -337,3 +338,73 @@ def test_a_killed_run_resumes_with_only_the_missing_conversations(tmp_path: Path
     assert sorted(case_lines) == sorted(ids)  # every conversation exactly once
     assert f"{len(ids)} conversations: {len(ids)} passed" in done.stdout
     assert os.path.getsize(results) > 0
+
+
+ONE_CASE = """\
+conversations:
+  - id: hello
+    turn_end: {quiet_ms: 50}
+    steps:
+      - user: hi
+        expect: [{python: "hooks:remove_reports"}]
+"""
+HOOKS = """\
+import shutil
+from pathlib import Path
+
+
+def remove_reports(observed):
+    shutil.rmtree(Path(__file__).parent / "reports")  # the folder vanishes mid-run
+    return True
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "problem"),
+    [
+        ("--html", "missing-dir/r.html", "the folder"),
+        ("--junit", "", "is a folder, not a file"),
+        ("--out-dir", "suite.yaml", "is a file, not a folder"),
+    ],
+)
+def test_an_unwritable_report_path_stops_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, name: str, problem: str
+) -> None:
+    from blackbox_sync.qa.cli import main
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(ONE_CASE.replace('\n        expect: [{python: "hooks:remove_reports"}]', ""))
+    started = time.monotonic()
+    status = main(["run", str(suite), option, str(tmp_path / name), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert status == qa.EXIT_USAGE
+    assert time.monotonic() - started < 2.0  # no emulator, no conversation
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: {option} ")
+    assert problem in err
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_report_that_fails_at_the_end_keeps_the_jsonl_and_exits_5(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from blackbox_sync.qa.cli import main
+
+    (tmp_path / "suite.yaml").write_text(ONE_CASE, encoding="utf-8")
+    (tmp_path / "hooks.py").write_text(HOOKS, encoding="utf-8")
+    (tmp_path / "reports").mkdir()
+    jsonl = tmp_path / "results.jsonl"
+    status = main(
+        [
+            "run", str(tmp_path / "suite.yaml"), "--html", str(tmp_path / "reports" / "r.html"),
+            "--jsonl", str(jsonl), "--progress", "none",
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr()
+    assert status == qa.EXIT_REPORTS
+    assert "error: could not write the reports: " in printed.err
+    assert f"the results are in {jsonl}" in printed.err
+    assert "Traceback" not in printed.err
+    assert "1 conversations: 1 passed" in printed.out
+    _, cases = read_jsonl(jsonl)
+    assert [c.status.value for c in cases] == ["passed"]

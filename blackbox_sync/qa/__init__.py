@@ -20,6 +20,7 @@ from .report import (
     EXIT_FAILED_AND_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_REPORTS,
     EXIT_USAGE,
     RunReport,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "EXIT_FAILED_AND_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_REPORTS",
     "EXIT_USAGE",
     "SCHEMA",
     "SUITE_SCHEMA",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
-from .report import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RunReport
+from .report import EXIT_INTERRUPTED, EXIT_OK, EXIT_REPORTS, EXIT_USAGE, RunReport
 from .sources import SuiteFileError
 from .stopping import RunInterrupted
 from .store import RERUN_CHOICES
@@ -21,7 +21,7 @@ from .store import RERUN_CHOICES
 DESCRIPTION = """Run scripted conversations against a BlackBox agent (or the bundled emulator),
 check the replies, and write JUnit XML, HTML, CSV, Markdown and streamed JSONL results.
 Exit codes: 0 all passed, 1 a check failed, 2 bad usage or suite file, 3 an infrastructure
-error, 4 both failures and errors, 130 interrupted (Ctrl-C)."""
+error, 4 both failures and errors, 5 a report could not be written, 130 interrupted (Ctrl-C)."""
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -103,6 +103,52 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--markdown", help="Markdown summary file")
 
 
+REPORT_OPTIONS = ("junit", "html", "csv", "markdown")
+
+
+def _output_problem(args: argparse.Namespace, jsonl: Optional[str] = None) -> Optional[str]:
+    """Why an output path given on the command line cannot be written, checked before the run
+    (a run can take an hour; a typo in ``--html`` should not cost it)."""
+    paths = [(f"--{name}", getattr(args, name), False) for name in REPORT_OPTIONS]
+    paths += [("--out-dir", args.out_dir, True), ("--jsonl", jsonl, True)]
+    for option, path, makes_folders in paths:
+        problem = _unwritable(Path(path), option == "--out-dir", makes_folders) if path else None
+        if problem:
+            return f"{option} {path}: {problem}"
+    return None
+
+
+def _unwritable(path: Path, folder: bool, makes_folders: bool) -> Optional[str]:
+    """What stops ``path`` (a file, or a ``folder`` to fill) from being written, or None;
+    ``makes_folders``: missing parent folders are created."""
+    if path.exists() and path.is_dir() != folder:
+        return "is a folder, not a file" if not folder else "is a file, not a folder"
+    parent = path if folder else path.parent
+    while makes_folders and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.exists():
+        return f"the folder {str(parent)!r} does not exist"
+    if not parent.is_dir():
+        return f"{str(parent)!r} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {str(parent)!r}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "cannot write it"
+    return None
+
+
+def _saved_reports(
+    report: RunReport, args: argparse.Namespace, jsonl: Optional[str] = None
+) -> Optional[List[str]]:
+    """Write the reports; on failure say what failed and where the results still are."""
+    try:
+        return _write_reports(report, args)
+    except OSError as exc:
+        kept = f"; the results are in {jsonl}" if jsonl else ""
+        print(f"error: could not write the reports: {exc}{kept}", file=sys.stderr)
+        return None
+
+
 def _write_reports(report: RunReport, args: argparse.Namespace) -> List[str]:
     written: Dict[str, Path] = report.write_dir(args.out_dir) if args.out_dir else {}
     report.write(junit=args.junit, html=args.html, csv=args.csv, markdown=args.markdown)
@@ -159,6 +205,10 @@ def _run(args: argparse.Namespace) -> int:
     jsonl: Optional[str] = args.jsonl or args.resume
     if jsonl is None and args.out_dir:
         jsonl = str(Path(args.out_dir) / "results.jsonl")
+    problem = _output_problem(args, jsonl)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     audio = args.record_audio or (Path(args.out_dir) / "audio" if args.out_dir else None)
     # Absolute, so the paths in the results still lead to the files from another folder.
     record_dir = str(Path(audio).resolve()) if audio else None
@@ -192,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except RunInterrupted as stop:
         print(_interrupted_line(stop, jsonl), file=sys.stderr, flush=True)
-        _write_reports(stop.report, args)  # what finished, in every format asked for
+        _saved_reports(stop.report, args, jsonl)  # what finished, in every format asked for
         return EXIT_INTERRUPTED
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -200,15 +250,15 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    paths = _write_reports(report, args)
+    paths = _saved_reports(report, args, jsonl)
     counts = report.counts
     print(
         f"{len(report.cases)} conversations: {counts['passed']} passed, {counts['failed']} "
         f"failed, {counts['error']} errors ({report.wall_s:.1f} s)"
     )
-    for path in ([jsonl] if jsonl else []) + paths:
+    for path in ([jsonl] if jsonl else []) + (paths or []):
         print(f"  {path}")
-    return report.exit_code
+    return report.exit_code if paths is not None else EXIT_REPORTS
 
 
 def _interrupted_line(stop: RunInterrupted, jsonl: Optional[str]) -> str:
@@ -239,14 +289,19 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    problem = _output_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         report = RunReport.from_jsonl(args.results)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for path in _write_reports(report, args):
+    paths = _saved_reports(report, args, args.results)
+    for path in paths or []:
         print(path)
-    return EXIT_OK
+    return EXIT_OK if paths is not None else EXIT_REPORTS
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -260,8 +315,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``python -m blackbox_sync.qa COMMAND ...``: the ``qa`` subcommand alone."""
     parser = argparse.ArgumentParser(prog="python -m blackbox_sync", description=DESCRIPTION)
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["qa", *(sys.argv[1:] if argv is None else argv)])
-    try:
+    from blackbox_sync.cli import run_quietly
+
+    def command() -> int:
+        args = parser.parse_args(["qa", *(sys.argv[1:] if argv is None else argv)])
         return int(args.run(args))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+
+    return run_quietly(command)

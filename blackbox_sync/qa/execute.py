@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
+import websocket
 
 from blackbox_sync.conversation import Conversation
 from blackbox_sync.errors import (
@@ -51,8 +52,9 @@ from blackbox_sync.voice import (
 
 from . import refs, templates
 from .assertions import CheckEnv, InfraError, Observed, ToolSeen, evaluate, weighted_score
-from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord
+from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord, redact_attempt
 from .spec import Case, Check, Step, ToolScript
+from .targets import known_secrets
 from .voicecall import Heard, VoiceUnavailable, exchange, open_call
 
 
@@ -74,22 +76,30 @@ class AttemptJob:
 
 
 def run_attempt(job: AttemptJob) -> Attempt:
-    """Run one attempt; never raises."""
+    """Run one attempt; never raises. Its result holds no credential (see
+    :func:`~.results.redact_attempt`), whatever the server echoed."""
     run = _AttemptRun(job)
     try:
         run.run()
     except Exception as exc:  # a runner bug must still come back as a result, never hang a run
         run.error = ErrorInfo("internal", f"{type(exc).__name__}: {exc}", retryable=False)
-    return run.finish()
+    # After the run: a token minted for this attempt is among the target's secrets by now.
+    return redact_attempt(run.finish(), known_secrets(job.target))
+
+
+RETRYABLE_4XX = (408, 429)
+"""Client-error statuses that are hiccups (a timeout, a rate limit): any other 4xx answer is
+permanent, and asking again only repeats it."""
 
 
 def classify(exc: BaseException, phase: str, step: Optional[int] = None) -> ErrorInfo:
     """The infrastructure error an exception stands for."""
     message = str(exc) or type(exc).__name__
-    if isinstance(exc, AuthenticationError) or (
-        isinstance(exc, ApiError) and exc.status in (401, 403)
-    ):
+    status = http_status(exc)
+    if isinstance(exc, AuthenticationError) or status in (401, 403):
         return ErrorInfo("auth", message, step, retryable=False)
+    if status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX:
+        return ErrorInfo("connect", message, step, retryable=False)
     if isinstance(exc, ServerError):
         return ErrorInfo("server_error", message, step)
     if isinstance(exc, OperationTimeout):
@@ -100,6 +110,17 @@ def classify(exc: BaseException, phase: str, step: Optional[int] = None) -> Erro
     if isinstance(exc, (BlackBoxError, OSError)):
         return ErrorInfo("connect", message, step)
     return ErrorInfo("internal", f"{type(exc).__name__}: {message}", step, retryable=False)
+
+
+def http_status(exc: BaseException) -> Optional[int]:
+    """The HTTP status behind ``exc``: a REST answer's, or a refused WebSocket handshake's."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    # The connection raises its own error `from None`; the refusal it replaces stays the context.
+    refusal = exc.__context__
+    if isinstance(refusal, websocket.WebSocketBadStatusException):
+        return int(refusal.status_code)
+    return None
 
 
 @attrs.define

@@ -27,6 +27,9 @@ EXIT_ERROR = 3
 """At least one infrastructure error; no check failed."""
 EXIT_FAILED_AND_ERROR = 4
 """Both failures and infrastructure errors."""
+EXIT_REPORTS = 5
+"""The run finished but a report could not be written (the JSONL results are kept); says
+nothing about the checks."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (SIGINT), the shells' 128 + 2; finished cases are in the JSONL."""
 

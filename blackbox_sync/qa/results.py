@@ -2,15 +2,18 @@
 
 A :class:`CaseResult` is one conversation of a suite, with its repeats, each repeat with its
 attempts (an attempt is retried only after an infrastructure error). One ``CaseResult`` is one
-JSONL line; :data:`SCHEMA` versions the layout. Nothing here holds a token or an API key.
+JSONL line; :data:`SCHEMA` versions the layout. Nothing here holds a token or an API key:
+every attempt passes through :func:`redact_attempt` before anything reads it.
 """
 
 import enum
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 import cattrs
+
+from blackbox_sync.redact import redact_json
 
 SCHEMA = "blackbox_sync.qa/1"
 """Written into every record; bumped when a field changes meaning or goes away."""
@@ -218,6 +221,31 @@ class RunInfo:
 
 
 converter = cattrs.Converter()
+
+
+def redact_attempt(attempt: Attempt, secrets: Iterable[str]) -> Attempt:
+    """``attempt`` with each of ``secrets``, and every ``token=``/``authorization=`` value and
+    bearer credential, masked in every string it holds.
+
+    Server texts (``error`` frames, close reasons, replies, results) are untrusted and may echo
+    a credential; this is the one place they are cleaned before any report or terminal sees
+    them.
+    """
+    data = redact_json(converter.unstructure(attempt), *secrets)
+    try:
+        return converter.structure(data, Attempt)
+    except (cattrs.BaseValidationError, ValueError, TypeError):
+        # A secret so short that it matched a field name or a status: keep nothing it touched.
+        return Attempt(
+            number=attempt.number,
+            status=Status.ERROR,
+            started_at=attempt.started_at,
+            duration_s=attempt.duration_s,
+            error=ErrorInfo(
+                "internal", "the result could not be cleaned of credentials", retryable=False
+            ),
+            ended_by="error",
+        )
 
 
 def to_dict(obj: Any) -> Dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import attrs
 
 from .execute import AttemptJob, now_iso, run_attempt
-from .results import Attempt, CaseResult, ErrorInfo, Repeat, Status
+from .results import Attempt, CaseResult, ErrorInfo, Repeat, Status, redact_attempt
 from .spec import Case
+from .targets import known_secrets
 
 MAX_BACKOFF_S = 30.0
 STOP_GRACE_S = 5.0
@@ -235,7 +236,7 @@ def _attempt_of(job: AttemptJob, future: "concurrent.futures.Future[Attempt]") -
     try:
         return future.result()
     except BaseException as exc:  # cancelled, a worker died, pickling failed...
-        return Attempt(
+        failed = Attempt(
             number=job.attempt,
             status=Status.ERROR,
             started_at="",
@@ -243,3 +244,4 @@ def _attempt_of(job: AttemptJob, future: "concurrent.futures.Future[Attempt]") -
             error=ErrorInfo("executor", f"{type(exc).__name__}: {exc}", retryable=True),
             ended_by="error",
         )
+        return redact_attempt(failed, known_secrets(job.target))

@@ -10,7 +10,7 @@ import importlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
@@ -96,9 +96,39 @@ def _yaml() -> Any:
     return importlib.import_module("yaml")
 
 
+MAX_DEPTH = 100
+"""How deeply lists and mappings may nest in a suite file; real suites need under ten levels,
+and a bound keeps a hostile file from exhausting the stack."""
+
+
+def _check_yaml_events(yaml: Any, text: str) -> None:
+    """Refuse aliases and nesting deeper than :data:`MAX_DEPTH` before anything is built.
+
+    PyYAML's parser is a state machine, so this streaming pass is cheap and cannot recurse; the
+    composer and constructor that follow would, and an alias bomb (a few hundred bytes that
+    expand to billions of nodes) would take minutes and all memory.
+    """
+    depth = 0
+    # libyaml, when there, reads ahead in C and has a nesting limit of its own.
+    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in suite files", event.start_mark
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _read_yaml(name: str, text: str) -> Source:
     yaml = _yaml()
     try:
+        _check_yaml_events(yaml, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -118,7 +148,37 @@ def _read_yaml(name: str, text: str) -> Source:
     return Source(data, positions)
 
 
+def _json_too_deep(text: str) -> Optional[Tuple[int, int]]:
+    """The line and column where ``text`` first nests deeper than :data:`MAX_DEPTH`, or None
+    (checked before ``json.loads``, which would hit the recursion limit)."""
+    depth, line, column, in_string, escaped = 0, 1, 0, False, False
+    for char in text:
+        column += 1
+        if char == "\n":
+            line, column = line + 1, 0
+        elif in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, column
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
 def _read_json(name: str, text: str) -> Source:
+    deep = _json_too_deep(text)
+    if deep is not None:
+        problem = Problem(f"not valid JSON: nested more than {MAX_DEPTH} levels deep", (), *deep)
+        raise SuiteFileError(name, [problem])
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -171,13 +231,16 @@ def read_csv(name: str, text: str) -> Source:
     """Rows of ``input,expected`` (more ``expected*`` columns, ``id``, ``tags``, and any other
     column as a variable) → one single-turn conversation per row."""
     reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip() for f in reader.fieldnames or []]
+    try:
+        fields = [f.strip() for f in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise _csv_error(name, reader, exc) from None
     if "input" not in fields:
         raise SuiteFileError(name, [Problem("a CSV suite needs an 'input' column", (), 1, 1)])
     conversations: List[Dict[str, Any]] = []
     positions: Positions = {(): (1, 1), ("conversations",): (1, 1)}
     problems: List[Problem] = []
-    for index, raw in enumerate(reader):
+    for index, raw in enumerate(_csv_rows(name, reader)):
         row = {(k or "").strip(): (v or "") for k, v in raw.items()}
         line = reader.line_num
         path = ("conversations", index)
@@ -207,6 +270,21 @@ def read_csv(name: str, text: str) -> Source:
     if problems:
         raise SuiteFileError(name, problems)
     return Source({"suite": Path(name).stem, "conversations": conversations}, positions)
+
+
+def _csv_rows(name: str, reader: "csv.DictReader[str]") -> Iterator[Dict[str, Any]]:
+    """The rows of ``reader``; a row the csv module refuses (a field over its size limit, a
+    stray quote) is a line-numbered :class:`SuiteFileError`."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise _csv_error(name, reader, exc) from None
+
+
+def _csv_error(name: str, reader: "csv.DictReader[str]", exc: csv.Error) -> SuiteFileError:
+    # The DictReader's own line_num is updated after a row succeeds; its reader's is current.
+    line = reader.reader.line_num or 1
+    return SuiteFileError(name, [Problem(f"not valid CSV: {exc}", (), line, 1)])
 
 
 def csv_check(cell: str) -> Dict[str, Any]:

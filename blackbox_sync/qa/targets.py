@@ -9,7 +9,7 @@ cases save the agent's audio, one WAV file per turn.
 import contextlib
 import secrets
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple, Union
 
 import attrs
 
@@ -34,6 +34,16 @@ class Target(Protocol):
         """A not yet connected conversation for a case of ``suite``; ``options`` go to
         :class:`~blackbox_sync.Conversation` (``additional_data``, ``quiet_period``, ...)."""
 
+    def secrets(self) -> Tuple[str, ...]:
+        """Every credential this target used so far (optional): results mask them all."""
+
+
+def known_secrets(target: Any) -> Tuple[str, ...]:
+    """The credentials ``target`` reports through ``secrets()``; none for a custom target that
+    has no such method (results still mask ``token=`` values and bearer credentials)."""
+    method = getattr(target, "secrets", None)
+    return tuple(s for s in method() if s) if callable(method) else ()
+
 
 @attrs.define
 class EmulatorTarget:
@@ -50,6 +60,10 @@ class EmulatorTarget:
 
     def describe(self) -> Dict[str, Any]:
         return {"kind": self.kind, "base_url": self.base_url}
+
+    def secrets(self) -> Tuple[str, ...]:
+        """The default token and every suite's."""
+        return (self.token, *self.suite_tokens.values())
 
     @contextlib.contextmanager
     def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
@@ -122,6 +136,8 @@ class LiveTarget:
     record_dir: Optional[str] = None
     """Folder for the agent's audio in ``webCall`` cases (one WAV per turn); ``None``: none."""
     kind: str = "live"
+    _minted_tokens: List[str] = attrs.field(factory=list, init=False, repr=False, eq=False)
+    """Tokens minted in this process, so results mask them after they are revoked too."""
 
     def __attrs_post_init__(self) -> None:
         if not (self.token or (self.api_key and (self.integration_id or self.agent_id))):
@@ -146,6 +162,10 @@ class LiveTarget:
                 facts[key] = getattr(self, key)
         return facts
 
+    def secrets(self) -> Tuple[str, ...]:
+        """The token, the API key and every token minted so far."""
+        return tuple(s for s in (self.token, self.api_key, *self._minted_tokens) if s)
+
     @contextlib.contextmanager
     def conversation(self, suite: str, **options: Any) -> Iterator[Conversation]:
         options = {**self.options, **options}
@@ -169,6 +189,7 @@ class LiveTarget:
             grant = client.web_integrations.create_token(
                 self.integration_id, name=f"qa-{uuid.uuid4().hex[:16]}"
             )
+            self._minted_tokens.append(str(grant.token))
             try:
                 yield Conversation(token=grant.token, base_url=self.base_url, **options)
             finally:

@@ -56,7 +56,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from blackbox_sync.convert import utcnow
-from blackbox_sync.errors import UsageError
+from blackbox_sync.errors import BlackBoxError, UsageError
 from blackbox_sync.redact import redact_url
 
 from . import auth, rest_api
@@ -165,7 +165,10 @@ class Emulator:
         """Bind the port, start the server thread and wait until it accepts connections."""
         if self._thread is not None:
             raise UsageError("the emulator is already running")
-        sock = socket.create_server((self.host, self._requested_port))
+        try:
+            sock = socket.create_server((self.host, self._requested_port))
+        except OSError as exc:
+            raise PortUnavailableError(self.host, self._requested_port, exc) from None
         self._port = sock.getsockname()[1]
         ready = threading.Event()
         self._startup_error = None
@@ -688,6 +691,20 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
+
+
+class PortUnavailableError(BlackBoxError, OSError):
+    """The emulator could not listen on its host and port (in use, not allowed, no such
+    address); ``host``, ``port`` and the ``errno`` say which."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        why = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot listen on {host}:{port}: {why}")
+        self.host = host
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 def serve(

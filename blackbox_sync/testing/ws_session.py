@@ -33,6 +33,7 @@ unknown ``type`` (or a server-only one)                        error ``Unknown m
                                                                <type>``, stays open (guess)
 /ws/dev ``initialize`` without ``devRequest``                  TCP dropped, client sees 1006 (the
                                                                one live observation)
+an unmasked frame (RFC 6455 §5.1: a server must close)        close 1002, no error frame
 ``terminate``                                                  ``conversationResult``, ``event
                                                                closed``, close 1000
 =============================================================  ==================================
@@ -92,6 +93,8 @@ AGENT_ERROR = "Internal agent error"
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL = 1002
+UNMASKED = "client frames must be masked"
 CLOSE_ABNORMAL = 1006
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
@@ -182,6 +185,7 @@ class WsSession:
             self.emulator._session_closed(self, None)
             self.closed.set()
             return refused
+        _watch_masking(self.request, self._unmasked)
         await self.ws.prepare(self.request)
         log.debug("connection %d opened: %s", self.connection_id, redact_url(str(self.request.url)))
         self.emulator._session_opened(self)
@@ -600,6 +604,10 @@ class WsSession:
 
     # --- faults and errors ----------------------------------------------------------------------
 
+    def _unmasked(self) -> None:
+        log.debug("connection %d sent an unmasked frame", self.connection_id)
+        self._protocol_error(None, CLOSE_PROTOCOL, UNMASKED)
+
     def _protocol_error(self, message: Optional[str], close_code: int, reason: str = "") -> None:
         self.end(
             "protocol_error",
@@ -610,6 +618,88 @@ class WsSession:
             close_code=close_code,
             close_reason=reason,
         )
+
+
+class _MaskWatch(asyncio.Protocol):
+    """Stands between the transport and aiohttp's protocol, and stops at the first unmasked
+    client frame.
+
+    aiohttp reads the mask bit but accepts either value and has no hook for it, so this follows
+    the frame boundaries in the raw bytes after the upgrade request: it reads each frame's header
+    (2 to 14 bytes) and skips its payload by length. Everything before the unmasked frame
+    reaches aiohttp; nothing from it on does, and ``on_unmasked`` runs once.
+    """
+
+    def __init__(self, protocol: asyncio.Protocol, on_unmasked: Callable[[], None]) -> None:
+        self._protocol = protocol
+        self._on_unmasked = on_unmasked
+        self._head = bytearray()
+        self._skip = 0
+        self._tripped = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._tripped:
+            return
+        cut = self._unmasked_at(data)
+        if cut is None:
+            self._protocol.data_received(data)
+            return
+        self._tripped = True
+        if cut:
+            self._protocol.data_received(data[:cut])
+        self._on_unmasked()
+
+    def eof_received(self) -> Optional[bool]:
+        return self._protocol.eof_received()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._protocol.resume_writing()
+
+    def _unmasked_at(self, data: bytes) -> Optional[int]:
+        """Where in ``data`` the first unmasked frame starts (0 if its header began earlier)."""
+        at, size = 0, len(data)
+        while at < size:
+            if self._skip:
+                step = min(self._skip, size - at)
+                self._skip -= step
+                at += step
+                continue
+            self._head.append(data[at])
+            at += 1
+            head = self._head
+            if len(head) == 2 and not head[1] & 0x80:
+                return max(0, at - 2)
+            if len(head) >= 2 and len(head) == _header_size(head):
+                self._skip = _payload_size(head)
+                head.clear()
+        return None
+
+
+def _header_size(head: bytearray) -> int:
+    """Bytes in a masked frame's header: 2, the extended length, the 4-byte key."""
+    length = head[1] & 0x7F
+    return 2 + {126: 2, 127: 8}.get(length, 0) + 4
+
+
+def _payload_size(head: bytearray) -> int:
+    length = head[1] & 0x7F
+    if length < 126:
+        return length
+    return int.from_bytes(head[2 : 4 if length == 126 else 10], "big")
+
+
+def _watch_masking(request: web.Request, on_unmasked: Callable[[], None]) -> None:
+    """Route the connection's bytes through a :class:`_MaskWatch` from now on (the upgrade
+    request is read; whatever comes next is WebSocket frames)."""
+    transport = request.transport
+    if transport is not None:
+        transport.set_protocol(_MaskWatch(request.protocol, on_unmasked))
 
 
 def _parse(payload: Union[str, bytes]) -> Tuple[Any, Optional[str]]:
