@@ -209,5 +209,5 @@ _BEARER = re.compile(r"(?i)(Bearer)\s+[^\s\"',]+")
 _ANYWHERE = "|".join(sorted(SECRET_PARAMS - {"key"}))
 _SECRET_NAMES = "|".join(sorted(SECRET_PARAMS))
 _QUERY_SECRET = re.compile(
-    rf"(?i)((?:(?<=[?&])(?:{_SECRET_NAMES})|(?:^|(?<=[\s\"'(]))(?:{_ANYWHERE}))=)[^&\s\"'#),;]+"
+    rf"(?i)((?:(?<=[?&])(?:{_SECRET_NAMES})|(?:^|(?<=[\s\"'(]))(?:{_ANYWHERE}))=)[^&\s\"'#),;:]+"
 )

@@ -78,10 +78,6 @@ def test_qa_run_live_masks_the_token_everywhere(
     assert "Invalid token ***" in printed.out
 
 
-@pytest.mark.xfail(
-    reason="the client's own WARNING/DEBUG records of server text: the lead's redaction change",
-    strict=False,
-)
 def test_qa_run_live_logs_no_token_at_debug(
     peer: Peer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
