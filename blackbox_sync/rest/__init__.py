@@ -1,5 +1,6 @@
 """The BlackBox REST API (PROTOCOL.md §8): ``Client`` and its models, one module per API area."""
 
+from ._base import PagingError
 from .agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
 from .call_results import CallResult, CallResultsPage
 from .calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
@@ -13,7 +14,15 @@ from .chats import (
     new_idempotency_key,
 )
 from .client import Client
-from .http import ApiConnectionError, RetryPolicy
+from .http import (
+    ApiConnectionError,
+    ApiRedirectError,
+    ApiResponseError,
+    ApiTimeoutError,
+    InvalidUrlError,
+    ResponseTooLargeError,
+    RetryPolicy,
+)
 from .misc import Concurrency, McpVerification, WebhookTestResult
 from .web_integrations import (
     Features,
@@ -28,6 +37,9 @@ __all__ = [
     "AgentConfig",
     "AgentTool",
     "ApiConnectionError",
+    "ApiRedirectError",
+    "ApiResponseError",
+    "ApiTimeoutError",
     "Call",
     "CallQueue",
     "CallRequest",
@@ -45,8 +57,11 @@ __all__ = [
     "IntegrationDiscovery",
     "IntegrationFeature",
     "IntegrationToken",
+    "InvalidUrlError",
     "LlmConfig",
     "McpVerification",
+    "PagingError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "TextChatCompletion",
     "TextChatSession",
