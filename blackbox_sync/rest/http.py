@@ -13,7 +13,7 @@ import socket
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Type, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -68,10 +68,12 @@ class _RedactQuery(logging.Filter):
 
 
 def _guard_urllib3_log() -> None:
-    # `discover?token=` would otherwise reach DEBUG logs verbatim; idempotent.
-    logger = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _RedactQuery) for f in logger.filters):
-        logger.addFilter(_RedactQuery())
+    # `discover?token=` would otherwise reach urllib3's logs verbatim (the request line at
+    # DEBUG, a header-parsing warning with the URL); idempotent.
+    for name in ("urllib3.connectionpool", "urllib3.connection"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactQuery) for f in logger.filters):
+            logger.addFilter(_RedactQuery())
 
 
 class ApiConnectionError(BlackBoxError, ConnectionError):
@@ -259,9 +261,18 @@ class HttpTransport:
 
     def _run(self, call: "_Call") -> Any:
         headers = {**self._headers, "Authorization": f"Bearer {self._api_key.reveal()}"}
+        heads: List[requests.Response] = []  # the answer of this attempt, as requests saw it
+        # A request's hooks replace the session's in requests: keep the caller's hooks running.
+        hooks = {
+            "response": [
+                *self.session.hooks.get("response", []),
+                lambda answer, **_: heads.append(answer),
+            ]
+        }
         while True:
             call.attempt += 1
             started = time.monotonic()
+            heads.clear()
             try:
                 response = self.session.request(
                     call.method,
@@ -272,6 +283,9 @@ class HttpTransport:
                     timeout=_shorten(self.timeout, call.deadline),
                     stream=True,  # read in chunks below: the size cap and the deadline apply
                     allow_redirects=False,
+                    # requests parses a redirect's Location even when not following it, and a
+                    # malformed one raises a bare ValueError: keep the answer to report it.
+                    hooks=hooks,
                 )
                 call.watchdog.track_response(response)
                 content = b""
@@ -279,7 +293,13 @@ class HttpTransport:
                     delay = self._status_retry_delay(call, response)
                     if delay is None:
                         content = _read_body(response, self.max_response_bytes, call)
+                if call.watchdog.expired:
+                    # Its socket was cut: what arrived may be a truncated head parsed as whole.
+                    raise requests.ReadTimeout("the answer was cut off at the deadline")
             except (requests.RequestException, OSError, ValueError) as exc:
+                if heads and heads[-1].is_redirect:
+                    heads[-1].close()
+                    raise self._error(call, heads[-1], b"") from None
                 failure = self._failure(call, exc)
                 transient = isinstance(exc, _TRANSIENT) and not call.watchdog.expired
                 delay = self._retry_delay(call, None) if transient else None
@@ -301,11 +321,15 @@ class HttpTransport:
                 response.status_code,
                 (time.monotonic() - started) * 1000,
             )
-            if response.ok:
+            if response.status_code < 300:
                 return _json_body(response, content, f"{call.method} {urlsplit(shown).path}")
-            error = error_for(response, call.method, shown, call.secrets, content=content)
-            error.earlier_attempt_uncertain = call.uncertain
-            raise error
+            raise self._error(call, response, content)
+
+    def _error(self, call: "_Call", response: requests.Response, content: bytes) -> ApiError:
+        shown = shown_url(response.url or call.url)
+        error = error_for(response, call.method, shown, call.secrets, content=content)
+        error.earlier_attempt_uncertain = call.uncertain
+        return error
 
     def _status_retry_delay(self, call: "_Call", response: requests.Response) -> Optional[float]:
         """The wait before retrying a retryable status (429, 503, ...), or ``None``."""
@@ -318,16 +342,14 @@ class HttpTransport:
         if isinstance(exc, ApiConnectionError):
             error = exc
         else:
-            reason = _reason(exc)
-            expired = call.watchdog.expired or (
-                isinstance(exc, requests.Timeout) and call.past_deadline()
-            )
-            if expired:
+            reason, cls = _diagnose(exc)
+            if call.watchdog.expired or (cls is ApiTimeoutError and call.past_deadline()):
+                cls = ApiTimeoutError
                 reason = (
                     f"no complete answer within the total timeout of "
                     f"{self.retry.total_timeout:g} s (last: {reason})"
                 )
-            error = _error_class(exc, expired)(f"{call.where()}: {reason}")
+            error = cls(f"{call.where()}: {reason}")
         error.args = (redact_text(f"{error} ({_attempts(call.attempt)})", *call.secrets),)
         error.attempts = call.attempt
         return error
@@ -431,39 +453,6 @@ def _chain(exc: BaseException) -> "list[object]":
     return seen
 
 
-# In order: the first kind found in the chain names the reason; ``None`` stands for the OS's
-# own words (``[Errno 111] Connection refused`` -> "connection refused").
-_REASONS: "tuple[tuple[Any, Optional[str]], ...]" = (
-    (requests.exceptions.ContentDecodingError, "the body could not be decoded (bad gzip/deflate)"),
-    ((requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema), "unsupported URL"),
-    ((requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError), "invalid URL"),
-    (requests.exceptions.SSLError, "the TLS handshake or certificate check failed"),
-    (requests.exceptions.ProxyError, "the proxy failed"),
-    ((NameResolutionError, socket.gaierror), "the host name could not be resolved (DNS)"),
-    (OSError, None),
-    ((ConnectTimeoutError, requests.ConnectTimeout), "the connection timed out"),
-    ((ReadTimeoutError, requests.ReadTimeout, TimeoutError), "timed out waiting for the answer"),
-    (
-        (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError),
-        "the connection closed before the answer was complete",
-    ),
-)
-
-
-def _reason(exc: BaseException) -> str:
-    """Why an attempt failed, in plain words (urllib3's wording names its internals)."""
-    chain = _chain(exc)
-    for kinds, reason in _REASONS:
-        for item in chain:
-            if not isinstance(item, kinds):
-                continue
-            if reason is not None:
-                return reason
-            if isinstance(item, OSError) and item.strerror:
-                return item.strerror.lower()
-    return f"the connection failed ({type(exc).__name__})"
-
-
 _BAD_URL = (
     requests.exceptions.InvalidURL,
     requests.exceptions.InvalidSchema,
@@ -472,14 +461,54 @@ _BAD_URL = (
 )
 
 
-def _error_class(exc: BaseException, expired: bool) -> Type[ApiConnectionError]:
-    if expired or isinstance(exc, requests.Timeout):
-        return ApiTimeoutError
-    if isinstance(exc, requests.exceptions.ContentDecodingError):
-        return ApiResponseError
-    if isinstance(exc, _BAD_URL):
-        return InvalidUrlError
-    return ApiConnectionError
+# In order: the first kind found in the chain names the reason and the error class; ``None``
+# stands for the OS's own words (``[Errno 111] Connection refused`` -> "connection refused").
+_REASONS: "tuple[tuple[Any, Optional[str], Type[ApiConnectionError]], ...]" = (
+    (
+        requests.exceptions.ContentDecodingError,
+        "the body could not be decoded (bad gzip/deflate)",
+        ApiResponseError,
+    ),
+    (_BAD_URL, "invalid URL", InvalidUrlError),
+    (
+        requests.exceptions.SSLError,
+        "the TLS handshake or certificate check failed",
+        ApiConnectionError,
+    ),
+    (requests.exceptions.ProxyError, "the proxy failed", ApiConnectionError),
+    (
+        (NameResolutionError, socket.gaierror),
+        "the host name could not be resolved (DNS)",
+        ApiConnectionError,
+    ),
+    (OSError, None, ApiConnectionError),
+    ((ConnectTimeoutError, requests.ConnectTimeout), "the connection timed out", ApiTimeoutError),
+    (
+        (ReadTimeoutError, requests.ReadTimeout, TimeoutError),
+        "timed out waiting for the answer",
+        ApiTimeoutError,
+    ),
+    (
+        (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError),
+        "the connection closed before the answer was complete",
+        ApiConnectionError,
+    ),
+)
+
+
+def _diagnose(exc: BaseException) -> "tuple[str, Type[ApiConnectionError]]":
+    """Why an attempt failed, in plain words (urllib3's wording names its internals), and the
+    error class that says so."""
+    chain = _chain(exc)
+    for kinds, reason, cls in _REASONS:
+        for item in chain:
+            if not isinstance(item, kinds):
+                continue
+            if reason is not None:
+                return reason, cls
+            if isinstance(item, OSError) and item.strerror:
+                return item.strerror.lower(), cls
+    return f"the connection failed ({type(exc).__name__})", ApiConnectionError
 
 
 def retry_after(value: Optional[str]) -> Optional[float]:
