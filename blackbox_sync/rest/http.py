@@ -260,46 +260,14 @@ class HttpTransport:
             return self._run(call)
 
     def _run(self, call: "_Call") -> Any:
-        headers = {**self._headers, "Authorization": f"Bearer {self._api_key.reveal()}"}
-        heads: List[requests.Response] = []  # the answer of this attempt, as requests saw it
-        # A request's hooks replace the session's in requests: keep the caller's hooks running.
-        hooks = {
-            "response": [
-                *self.session.hooks.get("response", []),
-                lambda answer, **_: heads.append(answer),
-            ]
-        }
         while True:
             call.attempt += 1
             started = time.monotonic()
-            heads.clear()
             try:
-                response = self.session.request(
-                    call.method,
-                    call.url,
-                    params=call.params,
-                    json=call.json_body,
-                    headers=headers,
-                    timeout=_shorten(self.timeout, call.deadline),
-                    stream=True,  # read in chunks below: the size cap and the deadline apply
-                    allow_redirects=False,
-                    # requests parses a redirect's Location even when not following it, and a
-                    # malformed one raises a bare ValueError: keep the answer to report it.
-                    hooks=hooks,
-                )
-                call.watchdog.track_response(response)
-                content = b""
-                with response:
-                    delay = self._status_retry_delay(call, response)
-                    if delay is None:
-                        content = _read_body(response, self.max_response_bytes, call)
-                if call.watchdog.expired:
-                    # Its socket was cut: what arrived may be a truncated head parsed as whole.
-                    raise requests.ReadTimeout("the answer was cut off at the deadline")
+                response, content, delay = self._attempt(call)
+            except _Redirected as redirect:
+                raise self._error(call, redirect.response, b"") from None
             except (requests.RequestException, OSError, ValueError) as exc:
-                if heads and heads[-1].is_redirect:
-                    heads[-1].close()
-                    raise self._error(call, heads[-1], b"") from None
                 failure = self._failure(call, exc)
                 transient = isinstance(exc, _TRANSIENT) and not call.watchdog.expired
                 delay = self._retry_delay(call, None) if transient else None
@@ -324,6 +292,47 @@ class HttpTransport:
             if response.status_code < 300:
                 return _json_body(response, content, f"{call.method} {urlsplit(shown).path}")
             raise self._error(call, response, content)
+
+    def _attempt(self, call: "_Call") -> "tuple[requests.Response, bytes, Optional[float]]":
+        """One attempt: the response, its body (unless it is to be retried) and the wait
+        before that retry (``None``: no retry for this status)."""
+        heads: List[requests.Response] = []
+        # A request's hooks replace the session's in requests: keep the caller's hooks running.
+        hooks = {
+            "response": [
+                *self.session.hooks.get("response", []),
+                lambda answer, **_: heads.append(answer),
+            ]
+        }
+        try:
+            response = self.session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json_body,
+                headers={**self._headers, "Authorization": f"Bearer {self._api_key.reveal()}"},
+                timeout=_shorten(self.timeout, call.deadline),
+                stream=True,  # read in chunks below: the size cap and the deadline apply
+                allow_redirects=False,
+                hooks=hooks,
+            )
+        except ValueError:
+            # requests parses a redirect's Location even when it does not follow it, and a
+            # malformed one raises a bare ValueError: report the redirect itself.
+            if heads and heads[-1].is_redirect:
+                heads[-1].close()
+                raise _Redirected(heads[-1]) from None
+            raise
+        call.watchdog.track_response(response)
+        content = b""
+        with response:
+            delay = self._status_retry_delay(call, response)
+            if delay is None:
+                content = _read_body(response, self.max_response_bytes, call)
+        if call.watchdog.expired:
+            # Its socket was cut: what arrived may be a truncated head parsed as whole.
+            raise requests.ReadTimeout("the answer was cut off at the deadline")
+        return response, content, delay
 
     def _error(self, call: "_Call", response: requests.Response, content: bytes) -> ApiError:
         shown = shown_url(response.url or call.url)
@@ -408,6 +417,14 @@ def _never_sent(exc: BaseException) -> bool:
         reason = getattr(exc.args[0], "reason", exc.args[0])
         return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
     return False
+
+
+class _Redirected(Exception):
+    """A redirect whose ``Location`` requests could not even parse."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 @attrs.define
