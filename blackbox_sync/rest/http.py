@@ -353,10 +353,12 @@ class HttpTransport:
         else:
             reason, cls = _diagnose(exc)
             if call.watchdog.expired or (cls is ApiTimeoutError and call.past_deadline()):
+                # After a cut by the watchdog, the attempt's own failure is only its echo.
+                last = "" if call.watchdog.expired else f" (last: {reason})"
                 cls = ApiTimeoutError
                 reason = (
                     f"no complete answer within the total timeout of "
-                    f"{self.retry.total_timeout:g} s (last: {reason})"
+                    f"{self.retry.total_timeout:g} s{last}"
                 )
             error = cls(f"{call.where()}: {reason}")
         error.args = (redact_text(f"{error} ({_attempts(call.attempt)})", *call.secrets),)
