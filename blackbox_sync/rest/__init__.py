@@ -1,6 +1,7 @@
 """The BlackBox REST API (PROTOCOL.md §8): ``Client`` and its models, one module per API area."""
 
 from ._base import PagingError
+from ._deadline import DeadlineAdapter
 from .agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
 from .call_results import CallResult, CallResultsPage
 from .calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
@@ -53,6 +54,7 @@ __all__ = [
     "ChatTurn",
     "Client",
     "Concurrency",
+    "DeadlineAdapter",
     "Features",
     "IntegrationDiscovery",
     "IntegrationFeature",

@@ -137,7 +137,9 @@ _POOLS = {"http": _Pool, "https": _TlsPool}
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """requests' adapter, with connections the call's :class:`Watchdog` can cut."""
+    """requests' ``HTTPAdapter`` (same arguments), with connections the REST client can cut at
+    its total timeout while a server drips headers. Sessions the client creates use it; mount
+    it on your own: ``session.mount("https://", DeadlineAdapter())``."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)

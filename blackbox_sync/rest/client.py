@@ -29,9 +29,9 @@ class Client:
     ``api_key`` and ``base_url`` default to ``BLACKBOX_API_KEY`` and ``BLACKBOX_BASE_URL``
     (then ``https://blackbox.dasha.ai``). ``timeout`` is seconds per attempt (or a requests
     ``(connect, read)`` tuple); ``retry.total_timeout`` bounds the whole call. Pass your own
-    ``session`` for proxies or adapters; the client then leaves it open on :meth:`close` (a
-    server that drips its headers is then bounded by the read timeout only, not cut at the
-    total timeout). ``retry`` sets how transient failures are retried.
+    ``session`` for proxies or adapters; the client then leaves it open on :meth:`close`
+    (mount :class:`~blackbox_sync.rest.DeadlineAdapter` on it so that a server dripping its
+    headers is cut at the total timeout). ``retry`` sets how transient failures are retried.
     Plain ``http://`` is refused for any host but this machine unless ``allow_insecure=True``.
     A decoded response body larger than ``max_response_bytes`` (32 MiB) raises
     :class:`~blackbox_sync.rest.ResponseTooLargeError`; an unusable ``base_url`` raises

@@ -30,6 +30,7 @@ from blackbox_sync.rest import (
     ApiResponseError,
     ApiTimeoutError,
     Client,
+    DeadlineAdapter,
     InvalidUrlError,
     PagingError,
     ResponseTooLargeError,
@@ -98,17 +99,24 @@ def test_a_dripping_server_is_cut_off_at_the_total_timeout(
     assert_plain(text)
 
 
-def test_the_deadline_also_cuts_a_body_drip_on_the_callers_own_session(serve: PeerFactory) -> None:
-    peer = serve(drip_body(200))
+@pytest.mark.parametrize(
+    ("behaviour", "mount"),
+    [(drip_body(200), False), (drip_headers, True)],
+    ids=["body-plain-session", "headers-with-adapter"],
+)
+def test_the_deadline_also_holds_on_the_callers_own_session(
+    serve: PeerFactory, behaviour: Behaviour, mount: bool
+) -> None:
+    peer = serve(behaviour)
     policy = RetryPolicy(max_retries=0, total_timeout=1.0)
-    with (
-        requests.Session() as session,
-        client_for(peer, timeout=0.5, retry=policy, session=session) as client,
-    ):
-        started = time.monotonic()
-        with pytest.raises(ApiTimeoutError):
-            client.misc.concurrency()
-        assert time.monotonic() - started < 1.0 + 2
+    with requests.Session() as session:
+        if mount:
+            session.mount("http://", DeadlineAdapter())
+        with client_for(peer, timeout=0.5, retry=policy, session=session) as client:
+            started = time.monotonic()
+            with pytest.raises(ApiTimeoutError):
+                client.misc.concurrency()
+            assert time.monotonic() - started < 1.0 + 2
 
 
 def test_the_total_timeout_bounds_the_first_attempt_too(serve: PeerFactory) -> None:
