@@ -83,6 +83,12 @@ class Watchdog:
             _shut(sock)
 
 
+def cut_on_this_thread() -> bool:
+    """True while this thread's REST call runs past its deadline (its sockets were cut)."""
+    watchdog: Optional[Watchdog] = getattr(_current, "watchdog", None)
+    return watchdog is not None and watchdog.expired
+
+
 def _socket_of(conn: Any) -> Optional[socket.socket]:
     sock = conn.sock if isinstance(conn, HTTPConnection) else None
     return sock if isinstance(sock, socket.socket) else None

@@ -41,7 +41,7 @@ from blackbox_sync.errors import (
 from blackbox_sync.redact import SECRET_PARAMS, Secret, redact_json, redact_text, redact_url
 from blackbox_sync.urls import http_base
 
-from ._deadline import DeadlineAdapter, Watchdog
+from ._deadline import DeadlineAdapter, Watchdog, cut_on_this_thread
 
 log = logging.getLogger("blackbox_sync.rest")
 
@@ -57,9 +57,15 @@ _clock: Callable[[], float] = time.monotonic
 
 
 class _RedactQuery(logging.Filter):
-    """urllib3 logs each request line with its query string: mask credential parameters there."""
+    """urllib3 logs each request line with its query string: mask credential parameters there.
+
+    Its warnings about a connection the deadline cut (headers that "failed to parse") are
+    dropped: the call raises :class:`ApiTimeoutError`, which says what happened.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if cut_on_this_thread():
+            return False
         if isinstance(record.args, tuple):
             record.args = tuple(
                 redact_url(a) if isinstance(a, str) and "?" in a else a for a in record.args

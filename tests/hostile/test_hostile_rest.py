@@ -80,7 +80,7 @@ def serve() -> Iterator[PeerFactory]:
     ids=["headers", "body", "401-body"],
 )
 def test_a_dripping_server_is_cut_off_at_the_total_timeout(
-    serve: PeerFactory, behaviour: Behaviour
+    serve: PeerFactory, behaviour: Behaviour, caplog: pytest.LogCaptureFixture
 ) -> None:
     peer = serve(behaviour)
     policy = RetryPolicy(max_retries=5, backoff=0.01, total_timeout=1.0)
@@ -97,6 +97,7 @@ def test_a_dripping_server_is_cut_off_at_the_total_timeout(
     assert isinstance(info.value, ApiConnectionError)
     assert info.value.__cause__ is None
     assert_plain(text)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it
 
 
 @pytest.mark.parametrize(
