@@ -184,7 +184,7 @@ def test_an_error_body_nested_500_deep_keeps_its_status_and_text(serve: PeerFact
     assert len(info.value.detail) <= 300
 
 
-def test_a_success_body_nested_500_deep_is_a_protocol_error(serve: PeerFactory) -> None:
+def test_a_success_body_too_deep_for_json_loads_is_a_protocol_error(serve: PeerFactory) -> None:
     peer = serve(deep_json(200, depth=100_000))  # deep enough to break json.loads itself
     with client_for(peer) as client, pytest.raises(ProtocolError, match="nested deeper than 100"):
         client.agents.list()
