@@ -1,5 +1,7 @@
 """The BlackBox REST API (PROTOCOL.md §8): ``Client`` and its models, one module per API area."""
 
+from ._base import PagingError
+from ._deadline import DeadlineAdapter
 from .agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
 from .call_results import CallResult, CallResultsPage
 from .calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
@@ -13,7 +15,15 @@ from .chats import (
     new_idempotency_key,
 )
 from .client import Client
-from .http import ApiConnectionError, RetryPolicy
+from .http import (
+    ApiConnectionError,
+    ApiRedirectError,
+    ApiResponseError,
+    ApiTimeoutError,
+    InvalidUrlError,
+    ResponseTooLargeError,
+    RetryPolicy,
+)
 from .misc import Concurrency, McpVerification, WebhookTestResult
 from .web_integrations import (
     Features,
@@ -28,6 +38,9 @@ __all__ = [
     "AgentConfig",
     "AgentTool",
     "ApiConnectionError",
+    "ApiRedirectError",
+    "ApiResponseError",
+    "ApiTimeoutError",
     "Call",
     "CallQueue",
     "CallRequest",
@@ -41,12 +54,16 @@ __all__ = [
     "ChatTurn",
     "Client",
     "Concurrency",
+    "DeadlineAdapter",
     "Features",
     "IntegrationDiscovery",
     "IntegrationFeature",
     "IntegrationToken",
+    "InvalidUrlError",
     "LlmConfig",
     "McpVerification",
+    "PagingError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "TextChatCompletion",
     "TextChatSession",

@@ -14,6 +14,8 @@ from typing import (
 )
 from urllib.parse import quote
 
+from blackbox_sync.errors import ProtocolError
+
 from ._model import Model, decode, decode_list, deep_merge
 from .http import HttpTransport, Params
 
@@ -104,11 +106,18 @@ class Resource:
         return self._one(type(current), "PUT", url_path, params=params, body=body)
 
 
+class PagingError(ProtocolError):
+    """The service's paging cannot be followed: it sent the same page again for the next page
+    number (it ignores the paging parameters), which would otherwise never end."""
+
+
 class Pager(Generic[P, T]):
     """A lazy, restartable iterator over paged results: no request until you iterate.
 
     Iterating yields items across pages; :meth:`pages` yields the page objects (with totals and
-    aggregations). Each new iteration starts again from the first page.
+    aggregations). Each new iteration starts again from the first page. A page that repeats the
+    one before it raises :class:`PagingError` (before its items are yielded again);
+    ``max_pages`` bounds a walk whatever the service says.
     """
 
     def __init__(
@@ -119,23 +128,35 @@ class Pager(Generic[P, T]):
         *,
         start: int = 0,
         max_pages: Optional[int] = None,
+        what: str = "a paged request",
     ) -> None:
         self._fetch = fetch
         self._items = items
         self._has_next = has_next
         self._start = start
         self._max_pages = max_pages
+        self._what = what
 
     def pages(self) -> Iterator[P]:
         """Fetch and yield one page at a time, until the last page (or ``max_pages``)."""
         index, fetched = self._start, 0
+        previous: Optional[List[Any]] = None
         while self._max_pages is None or fetched < self._max_pages:
             page = self._fetch(index)
             fetched += 1
+            items = self._items(page)
+            current = _fingerprint(items)
+            if items and current == previous:
+                raise PagingError(
+                    f"{self._what}: page {index} is the same as page {index - 1}; the service "
+                    "ignores the paging parameters, so the walk stopped (pass max_pages=1 to "
+                    "read only the first page)"
+                )
             yield page
             # An empty page ends the walk even if the totals promise more (they can drift).
-            if not self._items(page) or not self._has_next(page, index):
+            if not items or not self._has_next(page, index):
                 return
+            previous = current
             index += 1
 
     def first_page(self) -> P:
@@ -145,3 +166,8 @@ class Pager(Generic[P, T]):
     def __iter__(self) -> Iterator[T]:
         for page in self.pages():
             yield from self._items(page)
+
+
+def _fingerprint(items: Sequence[Any]) -> List[Any]:
+    # A model's equality leaves out `raw`; the wire form is what tells two pages apart.
+    return [item.raw if isinstance(item, Model) else item for item in items]

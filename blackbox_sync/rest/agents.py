@@ -78,13 +78,18 @@ class Agents(Resource):
         """One page of agents."""
         return self._many(Agent, "GET", "/agents", params={"skip": skip, "take": take})
 
-    def iter_all(self, *, page_size: int = 100) -> "Pager[List[Agent], Agent]":
-        """Every agent, fetched lazily ``page_size`` at a time."""
+    def iter_all(
+        self, *, page_size: int = 100, max_pages: Optional[int] = None
+    ) -> "Pager[List[Agent], Agent]":
+        """Every agent, fetched lazily ``page_size`` at a time (at most ``max_pages`` pages;
+        a repeated page raises :class:`~blackbox_sync.rest.PagingError`)."""
         return Pager(
             lambda n: self.list(skip=n * page_size, take=page_size),
             lambda page: page,
             # A page shorter than asked is the last one; a longer one means paging was ignored.
             lambda page, _: len(page) == page_size,
+            max_pages=max_pages,
+            what="GET /agents",
         )
 
     def get(self, agent_id: str) -> Agent:

@@ -86,8 +86,10 @@ class CallResults(Resource):
         """Search the call history; iterate the result for :class:`CallResult` items.
 
         Nothing is fetched until you iterate; pages (0-based) are then requested one at a time
-        until ``totalPages``. ``additional_data={"campaignId": "x"}`` filters on the call's
-        additional data (plain keys get the ``callAdditionalData.`` prefix the API expects).
+        until ``totalPages`` (or ``max_pages``); a service that sends the same page again for
+        the next page number raises :class:`~blackbox_sync.rest.PagingError`.
+        ``additional_data={"campaignId": "x"}`` filters on the call's additional data (plain
+        keys get the ``callAdditionalData.`` prefix the API expects).
         ``sort_direction`` is ``"Ascending"`` or ``"Descending"``.
         """
         filters = None
@@ -128,6 +130,7 @@ class CallResults(Resource):
             lambda page, index: _has_next(page, index, page_size),
             start=start_page,
             max_pages=max_pages,
+            what="POST /callresults/search",
         )
 
 

@@ -187,8 +187,13 @@ class Calls(Resource):
         statuses: Optional[Sequence[str]] = None,
         from_date: Optional[datetime] = None,
         to_date: Optional[datetime] = None,
+        max_pages: Optional[int] = None,
     ) -> "Pager[CallQueue, Call]":
-        """Every queued call, fetched lazily ``page_size`` at a time (skip/take paging)."""
+        """Every queued call, fetched lazily ``page_size`` at a time (skip/take paging).
+
+        ``max_pages`` stops the walk after that many pages; a service that ignores ``skip``
+        (sends the same page again) raises :class:`~blackbox_sync.rest.PagingError`.
+        """
 
         def fetch(n: int) -> CallQueue:
             return self.queue(
@@ -204,7 +209,13 @@ class Calls(Resource):
             seen = n * page_size + len(page.calls)
             return seen < page.total if page.total is not None else len(page.calls) == page_size
 
-        return Pager(fetch, lambda page: page.calls, has_next)
+        return Pager(
+            fetch,
+            lambda page: page.calls,
+            has_next,
+            max_pages=max_pages,
+            what="GET /calls/queue/list",
+        )
 
     def statistics(
         self,

@@ -13,7 +13,7 @@ from .agents import Agents
 from .call_results import CallResults
 from .calls import Calls
 from .chats import Chats, TextChat
-from .http import HttpTransport, RetryPolicy
+from .http import MAX_RESPONSE_BYTES, HttpTransport, InvalidUrlError, RetryPolicy, shown_url
 from .misc import Misc
 from .web_integrations import WebIntegrations
 
@@ -27,10 +27,15 @@ class Client:
     """A synchronous client for the BlackBox REST API.
 
     ``api_key`` and ``base_url`` default to ``BLACKBOX_API_KEY`` and ``BLACKBOX_BASE_URL``
-    (then ``https://blackbox.dasha.ai``). ``timeout`` is seconds per request (or a requests
-    ``(connect, read)`` tuple). Pass your own ``session`` for proxies or adapters; the client
-    then leaves it open on :meth:`close`. ``retry`` sets how transient failures are retried.
+    (then ``https://blackbox.dasha.ai``). ``timeout`` is seconds per attempt (or a requests
+    ``(connect, read)`` tuple); ``retry.total_timeout`` bounds the whole call. Pass your own
+    ``session`` for proxies or adapters; the client then leaves it open on :meth:`close`
+    (mount :class:`~blackbox_sync.rest.DeadlineAdapter` on it so that a server dripping its
+    headers is cut at the total timeout). ``retry`` sets how transient failures are retried.
     Plain ``http://`` is refused for any host but this machine unless ``allow_insecure=True``.
+    A decoded response body larger than ``max_response_bytes`` (32 MiB) raises
+    :class:`~blackbox_sync.rest.ResponseTooLargeError`; an unusable ``base_url`` raises
+    :class:`~blackbox_sync.rest.InvalidUrlError`.
 
     The client keeps no state of its own between requests, so threads may share it for ordinary
     use, the way ``requests.Session`` is commonly shared; for heavy parallel traffic give each
@@ -47,6 +52,7 @@ class Client:
         retry: Optional[RetryPolicy] = None,
         headers: Optional[Mapping[str, str]] = None,
         allow_insecure: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key or os.environ.get(API_KEY_ENV, "")
         if not key.strip():
@@ -54,9 +60,14 @@ class Client:
                 f"no BlackBox API key: pass Client(api_key=...) or set {API_KEY_ENV}"
             )
         self._api_key = Secret(key.strip())
-        url = base_url_from(base_url)
-        # The key rides in a header; plain http off this machine would expose it.
-        check_transport_security(url, allow_insecure)
+        try:
+            url = base_url_from(base_url)
+            # The key rides in a header; plain http off this machine would expose it.
+            check_transport_security(url, allow_insecure)
+        except ValueError as exc:  # urlsplit's words, e.g. "Invalid IPv6 URL"
+            raise InvalidUrlError(
+                f"invalid base_url {shown_url(base_url or '')!r}: {exc}"
+            ) from None
         self._http = HttpTransport(
             self._api_key,
             url,
@@ -64,6 +75,7 @@ class Client:
             session=session,
             retry=retry,
             headers=headers,
+            max_response_bytes=max_response_bytes,
         )
         self.agents = Agents(self._http)
         self.calls = Calls(self._http)
