@@ -12,6 +12,7 @@ import attrs
 
 from blackbox_sync.convert import KEEP_NONE, LooseStr, unstructure
 from blackbox_sync.errors import ConflictError, NotFoundError
+from blackbox_sync.redact import remember
 
 from ._base import Resource, drop_none, path
 from ._model import Model
@@ -200,9 +201,11 @@ class WebIntegrations(Resource):
         otherwise). Not retried: a repeat after a lost answer would hit that conflict.
         """
         body = unstructure(_TokenRequest(name=name, expires_at=expires_at))
-        return self._one(
+        minted = self._one(
             IntegrationToken, "POST", path("/web-integrations/{}/tokens", integration_id), body=body
         )
+        remember(minted.token)  # from now on masked in every text the library shows
+        return minted
 
     def revoke_token(self, integration_id: str, token_id: str) -> None:
         """Revoke a token; conversations can no longer start with it.
@@ -223,6 +226,7 @@ class WebIntegrations(Resource):
 
     def discover(self, token: str) -> IntegrationDiscovery:
         """Look up the integration behind a token (the public endpoint widgets use)."""
+        remember(token)
         return self._one(
             IntegrationDiscovery, "GET", "/web-integrations/discover", params={"token": token}
         )
