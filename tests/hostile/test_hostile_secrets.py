@@ -128,10 +128,9 @@ def test_a_library_log_record_is_redacted_before_the_application_sees_it(
 def test_a_minted_token_is_masked_from_the_moment_it_is_minted() -> None:
     from blackbox_sync.testing import Emulator
 
-    with Emulator() as emulator:
-        with bb.Client(api_key=emulator.api_key, base_url=emulator.base_url) as client:
-            agent = client.agents.create("Orders", {"primaryLanguage": "en-US"})
-            integration = client.web_integrations.create(str(agent.agent_id), "Shop")
-            minted = client.web_integrations.create_token(str(integration.integration_id), "m")
+    with Emulator() as emulator, bb.Client(emulator.api_key, base_url=emulator.base_url) as client:
+        agent = client.agents.create("Orders", {"primaryLanguage": "en-US"})
+        integration = client.web_integrations.create(str(agent.agent_id), "Shop")
+        minted = client.web_integrations.create_token(str(integration.integration_id), "m")
     assert minted.token is not None
     assert redact_text(f"the service said {minted.token}") == f"the service said {MASK}"
