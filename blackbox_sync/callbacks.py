@@ -1,11 +1,20 @@
-"""User callbacks: who wants which frames, and running them so that none can hurt the reader."""
+"""User callbacks: who wants which frames, and running them so that none can hurt the reader.
+
+A callback that raises is wrapped in a :class:`~.errors.CallbackError` and handed to the
+``report`` function (the conversation keeps it in ``errors`` and passes it to ``on_error``). When
+no error callback is registered the traceback is also logged at ERROR on the ``blackbox_sync``
+logger; if the program never configured logging, that record goes to Python's last-resort
+handler (stderr), as it would for an application logger, so a failing callback is never silent.
+"""
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Tuple, Type, Union
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 from .errors import BlackBoxError, CallbackError
 from .messages import Message, UnknownMessage
+from .redact import redact_text
 
 log = logging.getLogger("blackbox_sync.callbacks")
 
@@ -24,8 +33,18 @@ def wire_type(message: Message) -> str:
 class Callbacks:
     """Frame callbacks keyed by wire type, message class or ``"*"``, plus error callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        report: Optional[Callable[[BlackBoxError], None]] = None,
+        secrets: Tuple[str, ...] = (),
+    ) -> None:
+        self._sink = report or self.report
+        self._secrets = secrets
         self._lock = threading.Lock()
+        # The callback each thread is in (thread ident → callback, start), for close() to tell.
+        self._active: Dict[int, Tuple[Callable[..., Any], float]] = {}
+        self._idle = threading.Condition()
+        self._waiting = 0
         self._frames: List[Tuple[Key, Callback]] = []
         self._errors: List[ErrorCallback] = []
         self._hooks: Dict[str, List[Callable[..., Any]]] = {}
@@ -87,15 +106,53 @@ class Callbacks:
         for callback in tuple(self._hooks.get(name, ())):
             self._run(callback, f"{name} hook", *args)
 
+    def running(self, thread_ident: int) -> "Optional[Tuple[Callable[..., Any], float]]":
+        """The callback thread ``thread_ident`` is running and since when (monotonic), if any."""
+        return self._active.get(thread_ident)
+
+    def wait_idle(self, thread_ident: int, timeout: float) -> "Optional[Callable[..., Any]]":
+        """Wait up to ``timeout`` until thread ``thread_ident`` is in no callback; the callback
+        it is still in, or ``None``."""
+        with self._idle:
+            self._waiting += 1
+            try:
+                self._idle.wait_for(lambda: thread_ident not in self._active, timeout)
+            finally:
+                self._waiting -= 1
+        entry = self._active.get(thread_ident)
+        return None if entry is None else entry[0]
+
     def _run(self, callback: Callable[..., Any], role: str, *args: Any) -> None:
+        ident = threading.get_ident()
+        outer = self._active.get(ident)  # a hook fired from inside another callback
+        self._active[ident] = (callback, time.monotonic())
         try:
             callback(*args)
         except Exception as exc:
-            label = getattr(callback, "__qualname__", repr(callback))
-            log.exception("%s %s raised", role, label)
-            error = CallbackError(f"{role} {label} raised {type(exc).__name__}: {exc}", callback)
-            error.__cause__ = exc
-            self.report(error)
+            self._failed(callback, role, exc)
+        finally:
+            if outer is None:
+                del self._active[ident]
+            else:
+                self._active[ident] = outer
+            if self._waiting:
+                with self._idle:
+                    self._idle.notify_all()
+
+    def _failed(self, callback: Callable[..., Any], role: str, exc: Exception) -> None:
+        label = callback_label(callback)
+        text = redact_text(f"{role} {label} raised {type(exc).__name__}: {exc}", *self._secrets)
+        record = log.makeRecord(
+            log.name, logging.ERROR, __file__, 0, "%s", (text,), (type(exc), exc, exc.__traceback__)
+        )
+        if log.isEnabledFor(logging.ERROR):
+            log.handle(record)
+        if not self._errors and not _logging_configured(log) and logging.lastResort is not None:
+            # No on_error and no handler but our NullHandler: Python's last resort shows it.
+            logging.lastResort.handle(record)
+        error = CallbackError(text, callback)
+        error.__cause__ = exc
+        self._sink(error)
 
     def report(self, error: BlackBoxError) -> None:
         """Hand ``error`` to the error callbacks; one that raises is logged and skipped."""
@@ -106,3 +163,20 @@ class Callbacks:
                 callback(error)
             except Exception:
                 log.exception("error callback %r raised", callback)
+
+
+def callback_label(callback: Callable[..., Any]) -> str:
+    """How logs name a callback: its ``__qualname__``, else its ``repr``."""
+    return str(getattr(callback, "__qualname__", None) or repr(callback))
+
+
+def _logging_configured(logger: logging.Logger) -> bool:
+    """True when a record of ``logger`` reaches a handler other than a ``NullHandler``."""
+    node: Optional[logging.Logger] = logger
+    while node is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in node.handlers):
+            return True
+        if not node.propagate:
+            return False
+        node = node.parent
+    return False

@@ -2,7 +2,9 @@
 
 Threads: the caller's thread (``connect``/``ask``/``terminate``/``close``), one reader thread per
 conversation (decodes frames, updates the state, runs callbacks in arrival order) and a small pool
-for tool handlers, created on the first tool request. ``close()`` joins all of them.
+of daemon threads for tool handlers, created on the first tool request. ``close()`` joins all of
+them, except a callback or a tool that does not return: it names them in a WARNING and leaves
+them behind (see docs/concepts/threads.md).
 """
 
 import functools
@@ -24,13 +26,14 @@ from typing import (
     overload,
 )
 
-from .callbacks import Callback, Callbacks, ErrorCallback, Key
+from .callbacks import Callback, Callbacks, ErrorCallback, Key, callback_label
 from .connection import Connection
 from .errors import (
     AskTimeout,
     BlackBoxError,
     ConnectionClosedError,
     OperationTimeout,
+    ProtocolError,
     ServerError,
     UsageError,
     server_error_for,
@@ -46,13 +49,14 @@ from .messages import (
     Terminate,
     TextMessage,
     ToolRequest,
+    ToolResponse,
     decode,
     encode,
 )
 from .reconnect import ReconnectPolicy
-from .redact import Secret, redact_text
+from .redact import Secret, redact_json, redact_text
 from .reply import Reply, Transcript, TurnEnd
-from .state import ConversationState, Phase, TurnRule
+from .state import DEFAULT_MAX_HISTORY_BYTES, ConversationState, Phase, TurnRule
 from .tools import ToolHandler, ToolRunner
 from .urls import check_transport_security, websocket_url
 
@@ -110,6 +114,7 @@ class Conversation:
         max_frame_bytes: int = 64 * 1024,
         max_pending_tools: int = 64,
         max_history: int = 10_000,
+        max_history_bytes: Optional[int] = DEFAULT_MAX_HISTORY_BYTES,
         reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
@@ -136,6 +141,9 @@ class Conversation:
         if max_history < 1:
             raise UsageError("max_history must be at least 1")
         self.max_history = max_history
+        if max_history_bytes is not None and max_history_bytes < 1:
+            raise UsageError("max_history_bytes must be at least 1 (or None for no limit)")
+        self.max_history_bytes = max_history_bytes
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
@@ -158,7 +166,11 @@ class Conversation:
         """Every connection opened, so close() can join all their threads."""
         self._closing = False
         self._stop = threading.Event()
-        self._callbacks = Callbacks()
+        self._reader_ident: Optional[int] = None
+        """The thread that delivered the latest frame (the current connection's reader)."""
+        self._abandoned = False
+        """True once close() gave up on a reader stuck in a callback: it delivers nothing more."""
+        self._callbacks = Callbacks(report=self._report, secrets=self._secrets())
         self._tools = ToolRunner(
             send=self._send_message,
             answered=self._tool_answered,
@@ -166,6 +178,7 @@ class Conversation:
             workers=tool_workers,
             timeout=tool_timeout,
             max_pending=max_pending_tools,
+            secrets=self._secrets(),
         )
         self.voice = voice.attach(self) if voice is not None else None
 
@@ -196,7 +209,8 @@ class Conversation:
 
     @property
     def history(self) -> List[Message]:
-        """Every frame received and sent so far, in order (the last ``max_history``)."""
+        """Every frame received and sent so far, in order: the last ``max_history``, and no more
+        than ``max_history_bytes`` characters of frame text (the oldest frames go first)."""
         with self._cond:
             return list(self._state.history)
 
@@ -299,14 +313,14 @@ class Conversation:
         value (JSON data or attrs objects) is the result. ``@conv.tool``, ``@conv.tool("name")``
         and ``conv.tool("name", fn)`` all work."""
         if callable(name):
-            self._tools.register(name.__name__, name)
+            self._tools.register(_tool_name(name), name)
             return name
         if handler is not None:
-            self._tools.register(name or handler.__name__, handler)
+            self._tools.register(name or _tool_name(handler), handler)
             return handler
 
         def decorate(fn: F) -> F:
-            self._tools.register(name or fn.__name__, fn)
+            self._tools.register(name or _tool_name(fn), fn)
             return fn
 
         return decorate
@@ -391,7 +405,11 @@ class Conversation:
         Returns within about twice ``close_timeout`` (the close handshake, then the threads), even
         while another thread's send is stuck on a peer that stopped reading. From a callback it
         returns at once and the reader thread finishes the close; from a tool handler it returns
-        once the socket is closed, without waiting for the pool it runs in.
+        once the socket is closed, without waiting for the pool it runs in. A callback that does
+        not return within the cleanup grace (half a second) is named in a WARNING and left
+        behind: close() then returns within about a second, and the reader thread (a daemon)
+        delivers nothing more once the callback returns. A tool still running after
+        ``close_timeout`` is named in a WARNING and left to its daemon thread.
         """
         self._close(self.close_timeout, self.close_timeout)
 
@@ -410,12 +428,35 @@ class Conversation:
             connections = list(self._connections)
         if current is None:
             return
+        if self._reader_stuck():
+            # The reader cannot read the peer's close frame nor finish while a callback holds
+            # it: waiting the full handshake and join for it would only make close() slow.
+            handshake, join = min(handshake, self._cleanup_grace()), 0.0
         deadline = time.monotonic() + handshake + join
         current.close(timeout=handshake, join_timeout=join)
         for connection in connections:  # a reconnect may have left an older reader finishing
             if connection is not current:
                 remaining = max(0.0, deadline - time.monotonic())
                 connection.close(timeout=min(remaining, handshake), join_timeout=remaining)
+
+    def _reader_stuck(self) -> bool:
+        """True when the reader is in a user callback that does not return within the cleanup
+        grace (then warned about once, and the reader abandoned)."""
+        reader = self._reader_ident
+        if reader is None or reader == threading.get_ident():
+            return False
+        if self._abandoned:
+            return self._callbacks.running(reader) is not None
+        callback = self._callbacks.wait_idle(reader, self._cleanup_grace())
+        if callback is None:
+            return False
+        self._abandoned = True
+        log.warning(
+            "callback %s has not returned; close() does not wait for it: the reader thread "
+            "stays until it returns, and delivers no further frames",
+            callback_label(callback),
+        )
+        return True
 
     def terminate(self, timeout: float = 10.0) -> Optional[ConversationResult]:
         """End the conversation: send ``terminate``, wait for ``conversationResult``, close.
@@ -499,6 +540,8 @@ class Conversation:
             raise AskTimeout(f"another ask() on this conversation held it for {timeout:g} s")
         try:
             self._require_live()
+            if text is not None:  # refused before the turn begins, so the frames so far stay
+                self._check_frame_size(IncomingChatMessage(text), "ask()'s text")
             with self._cond:
                 # A reconnect swaps in a new state: this turn belongs to the one it started on.
                 state = self._state
@@ -534,9 +577,7 @@ class Conversation:
             state.begin_turn(now)
             code, reason = state.close_code, state.close_reason
         if end is TurnEnd.ERROR:
-            raise server_error_for(
-                str(error.message) if error else "error", error.data if error else None
-            )
+            raise self._server_error(error)
         if end is TurnEnd.SOCKET_CLOSED:
             raise ConnectionClosedError(
                 "the connection closed during the agent's turn", code, reason
@@ -572,38 +613,66 @@ class Conversation:
         timeout: Optional[float] = None,
     ) -> None:
         """Send ``message`` within ``timeout`` (at most ``send_timeout``) seconds."""
-        text = encode(message)
-        self._check_frame_size(message, type(message).__name__, text)
+        text = self._check_frame_size(message, type(message).__name__)
         connection.send_text(text, timeout)
         self._log_frame("→", text)
         if self._callbacks.has_hook("frame_sent"):
             self._callbacks.fire("frame_sent", text)
         with self._cond:
-            state.sent(message)
+            state.sent(message, len(text))
 
-    def _check_frame_size(self, message: Message, what: str, text: Optional[str] = None) -> None:
+    def _check_frame_size(self, message: Message, what: str) -> str:
+        """The frame's text, once it is known to be sendable: UTF-8 can carry it and it fits
+        ``max_frame_bytes``; else :class:`UsageError`, before anything is lost."""
+        text = encode(message)
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            if not isinstance(message, ToolResponse):
+                raise UsageError(
+                    f"{what} holds text that cannot be sent: {exc.reason} (character "
+                    f"{text[exc.start]!r} in the frame, position {exc.start})"
+                ) from None
+            # A tool request id is echoed as the service sent it: escaped, a lone surrogate too.
+            text = encode(message, ascii_only=True)
+            size = len(text)
         # The service answers an oversized frame with "Too large message" and ends the
-        # conversation; better to refuse it here, with the numbers, before anything is lost.
-        size = len((text if text is not None else encode(message)).encode("utf-8"))
+        # conversation; better to refuse it here, with the numbers.
         if size > self.max_frame_bytes:
             raise UsageError(
                 f"{what} makes a {size}-byte frame, over max_frame_bytes={self.max_frame_bytes}"
             )
+        return text
 
     def _on_message(self, state: ConversationState, payload: Union[str, bytes]) -> None:
+        """The dispatch boundary: nothing a frame holds, nor any user callable, gets past it to
+        end the reader thread; whatever goes wrong is reported as a typed error."""
+        self._reader_ident = threading.get_ident()
+        if self._abandoned:
+            return
+        try:
+            self._take_frame(state, payload)
+        except Exception as exc:
+            text = self._redact(f"{type(exc).__name__}: {exc}")
+            log.error("a frame could not be handled: %s", text, exc_info=exc)
+            error = ProtocolError(f"a frame could not be handled: {text}", payload)
+            error.__cause__ = exc
+            self._report(error)
+
+    def _take_frame(self, state: ConversationState, payload: Union[str, bytes]) -> None:
         now = time.monotonic()
         if self._callbacks.has_hook("frame_received"):
             self._callbacks.fire("frame_received", payload)
         try:
             message = decode(payload)
         except BlackBoxError as exc:
-            log.warning("dropped a frame: %s", exc)
+            log.warning("dropped a frame: %s", self._redact(str(exc)))
             self._report(exc)
             return
         if log.isEnabledFor(logging.DEBUG):
             self._log_frame("←", json.dumps(message.raw, ensure_ascii=False))
         with self._cond:
-            state.receive(message, now)
+            state.receive(message, now, len(payload))
             self._cond.notify_all()
             connection = self._connection
         if isinstance(message, ToolRequest):
@@ -611,8 +680,9 @@ class Conversation:
             if connection is not None:
                 connection.reschedule()  # the reader must wake for the tool's timeout
         elif isinstance(message, ErrorMessage):
-            log.warning("service error: %s", message.message)
-            self._report(server_error_for(str(message.message), message.data))
+            error = self._server_error(message)
+            log.warning("service error: %s", error.message)
+            self._report(error)
         self._callbacks.dispatch(message)
 
     def _on_closed(
@@ -711,7 +781,18 @@ class Conversation:
         with self._cond:
             error = state.error
         if error is not None:
-            raise server_error_for(str(error.message), error.data)
+            raise self._server_error(error)
+
+    def _server_error(self, frame: Optional[ErrorMessage]) -> ServerError:
+        """The exception for an ``error`` frame, with this conversation's secrets masked in its
+        message and data (the class is chosen from the message as sent)."""
+        message = str(frame.message) if frame is not None else "error"
+        kind = type(server_error_for(message))
+        data = redact_json(frame.data, *self._secrets()) if frame is not None else None
+        return kind(self._redact(message), data)
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, *self._secrets())
 
     def _not_from_callback(self, what: str) -> None:
         reader = Connection.running_reader()
@@ -725,7 +806,11 @@ class Conversation:
         return min(self.close_timeout, _CLEANUP_GRACE)
 
     def _new_state(self) -> ConversationState:
-        return ConversationState(rule=self.turn_rule, max_history=self.max_history)
+        return ConversationState(
+            rule=self.turn_rule,
+            max_history=self.max_history,
+            max_history_bytes=self.max_history_bytes,
+        )
 
     def _secrets(self) -> Tuple[str, ...]:
         return tuple(s for s in (self._token.reveal(), self._api_key.reveal()) if s)
@@ -738,6 +823,13 @@ class Conversation:
             if len(text) > _LOG_FRAME_CHARS:
                 text = text[:_LOG_FRAME_CHARS] + "…"
             log.debug("%s %s", direction, text)
+
+
+def _tool_name(handler: Callable[..., Any]) -> str:
+    name = getattr(handler, "__name__", None)
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{handler!r} has no __name__: give the tool a name, conv.tool(name, fn)")
+    return name
 
 
 ToolFunction = ToolHandler

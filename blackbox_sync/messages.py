@@ -227,8 +227,10 @@ class ConversationResult(Message):
         ),
         "result": ("result", "content", "data"),
     }
-    status: Optional[LooseStr] = None
-    error_message: Optional[LooseStr] = None
+    # A result must always come through: a field of an odd shape (an object where text was
+    # expected) reads as None, and ``raw`` keeps it as sent.
+    status: Optional[LooseStr] = attrs.field(default=None, metadata={LENIENT: True})
+    error_message: Optional[LooseStr] = attrs.field(default=None, metadata={LENIENT: True})
     summary: Any = None
     result: Any = None
 
@@ -351,6 +353,8 @@ def to_wire(message: Message) -> Dict[str, Any]:
     return {"type": message.TYPE, **body}
 
 
-def encode(message: Message) -> str:
-    """The JSON text frame for ``message``."""
-    return json.dumps(to_wire(message), ensure_ascii=False, separators=(",", ":"))
+def encode(message: Message, *, ascii_only: bool = False) -> str:
+    """The JSON text frame for ``message``. With ``ascii_only`` every non-ASCII character is
+    written as a ``\\u`` escape, which also carries a lone surrogate (as the service may have
+    sent one) that UTF-8 cannot."""
+    return json.dumps(to_wire(message), ensure_ascii=ascii_only, separators=(",", ":"))

@@ -23,7 +23,8 @@ and never holds one open.
 
 import collections
 import enum
-from typing import Any, Deque, Iterable, List, Optional, Set, Tuple, TypeVar
+import hashlib
+from typing import Any, Deque, Dict, Hashable, Iterable, List, Optional, Set, Tuple
 
 import attrs
 
@@ -57,6 +58,19 @@ READY_EVENTS = frozenset({"connection", "opened"})
 DEFAULT_MAX_HISTORY = 10_000
 """How many frames the history, and each turn, keep by default (the oldest are dropped)."""
 
+DEFAULT_MAX_HISTORY_BYTES = 16 * 1024 * 1024
+"""How many characters of frame text the history, and each turn, keep by default.
+
+Frames are weighed by the length of their JSON text as it arrived (or went out): cheap, and
+proportional to what decoding them costs (the decoded objects take a few times as much)."""
+
+REMEMBERED_TOOL_IDS = 1024
+"""How many answered tool request ids are remembered, to answer a repeated request once."""
+
+# A tool request id longer than this is remembered by its digest: the service picks the ids, and
+# a few megabytes of id must not be kept a thousand times over.
+_LONG_ID = 256
+
 
 def _normalise_fillers(fillers: Iterable[str]) -> Tuple[str, ...]:
     return tuple(sorted({f.strip().casefold() for f in fillers}))
@@ -80,19 +94,75 @@ class TurnRule:
         return text.strip().casefold() in self.fillers
 
 
-T = TypeVar("T")
+class RecentIds:
+    """The last ``limit`` ids added, for "seen lately?" checks in constant memory."""
+
+    def __init__(self, limit: int = REMEMBERED_TOOL_IDS) -> None:
+        self._order: Deque[Hashable] = collections.deque()
+        self._seen: Set[Hashable] = set()
+        self.limit = limit
+
+    def add(self, item: str) -> None:
+        """Remember ``item``, forgetting the oldest one past the limit."""
+        key = _id_key(item)
+        if key in self._seen:
+            return
+        self._order.append(key)
+        self._seen.add(key)
+        if len(self._order) > self.limit:
+            self._seen.discard(self._order.popleft())
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and _id_key(item) in self._seen
+
+    def __len__(self) -> int:
+        return len(self._order)
 
 
-def _bounded(limit: int) -> "collections.deque[Any]":
-    return collections.deque(maxlen=limit)
+def _id_key(item: str) -> Hashable:
+    if len(item) <= _LONG_ID:
+        return item
+    return hashlib.sha256(item.encode("utf-8", "surrogatepass")).digest()
+
+
+class _Weights:
+    """The sizes of a bounded sequence's entries, oldest first, and their total."""
+
+    __slots__ = ("sizes", "total")
+
+    def __init__(self) -> None:
+        self.sizes: Deque[int] = collections.deque()
+        self.total = 0
+
+    def push(self, size: int) -> None:
+        self.sizes.append(size)
+        self.total += size
+
+    def pop_oldest(self) -> None:
+        self.total -= self.sizes.popleft()
+
+    def over(self, count: int, limit: int, max_bytes: Optional[int]) -> bool:
+        """True while the oldest entry must go: past ``limit`` entries or ``max_bytes`` (the
+        newest entry is kept whatever its size)."""
+        return count > limit or (max_bytes is not None and self.total > max_bytes and count > 1)
+
+
+def _trim(items: Any, weights: _Weights, limit: int, max_bytes: Optional[int]) -> None:
+    while weights.over(len(items), limit, max_bytes):
+        if isinstance(items, collections.deque):
+            items.popleft()
+        else:
+            del items[0]
+        weights.pop_oldest()
 
 
 @attrs.define
 class Turn:
     """The agent activity since the last user message (or since the conversation opened).
 
-    Its messages, texts and tool requests keep the last ``limit`` of each (see :meth:`add`), so
-    a service that floods one turn cannot grow it without bound.
+    Its messages, texts and tool requests keep the last ``limit`` of each, and no more than
+    ``max_bytes`` characters of frame text (see :meth:`add`), so a service that floods one turn
+    cannot grow it without bound.
     """
 
     started_at: float
@@ -106,16 +176,27 @@ class Turn:
     """The user's message that opened this turn (``None`` for the opening turn)."""
     echo_seen: bool = False
     limit: int = DEFAULT_MAX_HISTORY
+    max_bytes: Optional[int] = DEFAULT_MAX_HISTORY_BYTES
+    _weights: Dict[str, _Weights] = attrs.field(factory=dict, eq=False, repr=False)
 
-    def add(self, items: "List[T]", item: "T") -> None:
-        """Append ``item`` to one of this turn's lists, dropping its oldest entry at the limit.
+    def add(self, field: str, item: Any, size: int = 0) -> None:
+        """Append ``item`` (weighing ``size`` characters) to this turn's list ``field``
+        (``"messages"``, ``"texts"`` or ``"tool_requests"``), dropping its oldest entries past
+        ``limit`` entries or ``max_bytes``.
 
         Lists, not deques, so that a turn compares and slices like before; dropping one entry
         moves at most ``limit`` pointers, and only in a turn that big.
         """
+        items: List[Any] = getattr(self, field)
+        weights = self._weights.get(field)
+        if weights is None or len(weights.sizes) != len(items):
+            # The list was replaced or filled directly: weigh what it holds as nothing.
+            weights = self._weights[field] = _Weights()
+            for _ in items:
+                weights.push(0)
         items.append(item)
-        if len(items) > self.limit:
-            del items[0]
+        weights.push(size)
+        _trim(items, weights, self.limit, self.max_bytes)
 
 
 @attrs.define
@@ -125,11 +206,12 @@ class ConversationState:
     rule: TurnRule = attrs.field(factory=TurnRule)
     max_history: int = DEFAULT_MAX_HISTORY
     """How many frames :attr:`history` (and each turn) keeps; the oldest are dropped."""
+    max_history_bytes: Optional[int] = DEFAULT_MAX_HISTORY_BYTES
+    """How many characters of frame text :attr:`history` (and each turn) keeps; the oldest frames
+    are dropped first, the newest is always kept. ``None``: no byte limit."""
     phase: Phase = Phase.CONNECTING
-    history: Deque[Message] = attrs.field(
-        default=attrs.Factory(lambda self: _bounded(self.max_history), takes_self=True)
-    )
-    """Every frame received and sent, in order (the last ``max_history`` of them)."""
+    history: Deque[Message] = attrs.field(factory=collections.deque)
+    """Every frame received and sent, in order (the last ones, within both limits)."""
     record_id: Optional[str] = None
     result: Optional[ConversationResult] = None
     error: Optional[ErrorMessage] = None
@@ -137,24 +219,26 @@ class ConversationState:
     close_code: Optional[int] = None
     close_reason: str = ""
     socket_closed: bool = False
-    answered_tools: Set[str] = attrs.field(factory=set)
-    """Ids of the tool requests this client has answered."""
+    answered_tools: RecentIds = attrs.field(factory=RecentIds)
+    """Ids of the tool requests this client answered lately (the last
+    :data:`REMEMBERED_TOOL_IDS`)."""
     closed_event: bool = False
     """True once ``event closed`` arrived."""
     turn: Turn = attrs.field(
         default=attrs.Factory(
-            lambda self: Turn(started_at=0.0, limit=self.max_history), takes_self=True
+            lambda self: self._new_turn(0.0), takes_self=True
         )
     )
     _end: Optional[TurnEnd] = None
+    _history_weights: _Weights = attrs.field(factory=_Weights, eq=False, repr=False)
 
     # --- inputs ----------------------------------------------------------------------------------
 
-    def receive(self, message: Message, now: float) -> None:
-        """Take in one decoded frame from the service."""
-        self.history.append(message)
+    def receive(self, message: Message, now: float, size: int = 0) -> None:
+        """Take in one decoded frame from the service; ``size`` is the length of its text."""
+        self._remember(message, size)
         turn = self.turn
-        turn.add(turn.messages, message)
+        turn.add("messages", message, size)
         if isinstance(message, Event):
             self._on_event(message, now)
         elif isinstance(message, TextMessage):
@@ -165,11 +249,11 @@ class ConversationState:
                 if turn.first_text_at is None:
                     turn.first_text_at = now
                 if not message.partial and not self.rule.is_filler(message.text):
-                    turn.add(turn.texts, message.text)
+                    turn.add("texts", message.text, len(message.text))
                     turn.last_activity = now
         elif isinstance(message, ToolRequest):
             self._mark_ready(now)
-            turn.add(turn.tool_requests, message)
+            turn.add("tool_requests", message, size)
             if message.id not in self.answered_tools:  # a repeated request is answered once
                 turn.pending_tools.add(message.id)
             turn.last_activity = now
@@ -183,13 +267,13 @@ class ConversationState:
             if self._end is None:
                 self._end = TurnEnd.ERROR
 
-    def sent(self, message: Message) -> None:
+    def sent(self, message: Message, size: int = 0) -> None:
         """Record a frame this client sent (it joins the history, not the agent's turn)."""
-        self.history.append(message)
+        self._remember(message, size)
 
     def begin_turn(self, now: float, user_text: Optional[str] = None) -> None:
         """Start a new agent turn: called just before the user's message ``user_text`` goes out."""
-        self.turn = Turn(started_at=now, user_text=user_text, limit=self.max_history)
+        self.turn = self._new_turn(now, user_text)
         if self._end is TurnEnd.ERROR:
             self._end = None
 
@@ -251,6 +335,19 @@ class ConversationState:
         )
 
     # --- rules -----------------------------------------------------------------------------------
+
+    def _remember(self, message: Message, size: int) -> None:
+        self.history.append(message)
+        self._history_weights.push(size)
+        _trim(self.history, self._history_weights, self.max_history, self.max_history_bytes)
+
+    def _new_turn(self, now: float, user_text: Optional[str] = None) -> Turn:
+        return Turn(
+            started_at=now,
+            user_text=user_text,
+            limit=self.max_history,
+            max_bytes=self.max_history_bytes,
+        )
 
     def _on_event(self, event: Event, now: float) -> None:
         if event.name in READY_EVENTS:

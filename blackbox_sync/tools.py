@@ -2,28 +2,32 @@
 
 Every request gets exactly one answer, so the agent never waits forever: the handler's result, or
 ``{"error": "..."}`` when there is no handler, the arguments do not fit it, it raises, it returns
-something that is not JSON, or it runs past its timeout (a late result is then dropped).
+something that is not JSON (or text that UTF-8 cannot carry), or it runs past its timeout (a late
+result is then dropped).
+
+The handlers run on daemon threads of a small pool of our own: a handler that never returns must
+not keep the interpreter alive after the conversation closed (``concurrent.futures`` joins its
+workers at exit), so :meth:`ToolRunner.shutdown` leaves it behind and says which tool it was.
 """
 
-import collections
-import concurrent.futures
 import inspect
 import json
 import logging
+import queue
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .convert import unstructure
 from .errors import BlackBoxError, ToolError, UsageError
 from .messages import ToolRequest, ToolResponse
+from .redact import redact_text
+from .state import REMEMBERED_TOOL_IDS, RecentIds
 
 log = logging.getLogger("blackbox_sync.tools")
 
 ToolHandler = Callable[..., Any]
 
-# Ids answered lately, so a duplicated request frame is not run twice.
-_REMEMBERED_IDS = 1024
 # Which runner's handler the current pool thread is running, if any.
 _running = threading.local()
 
@@ -32,30 +36,128 @@ class ToolArgumentsError(ValueError):
     """The arguments of a tool request do not fit the handler's signature."""
 
 
-def bind_arguments(handler: ToolHandler, args: Any) -> inspect.BoundArguments:
-    """Match a request's ``args`` object to the handler's keyword parameters."""
+def handler_signature(handler: ToolHandler) -> Optional[inspect.Signature]:
+    """The signature arguments are checked against, or ``None`` for a callable that has none
+    Python can read (many builtins): it is then called with the arguments as they came."""
+    try:
+        return inspect.signature(handler)
+    except (TypeError, ValueError):
+        return None
+
+
+def bind_arguments(
+    handler: ToolHandler, args: Any, signature: Optional[inspect.Signature] = None
+) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """Match a request's ``args`` object to the handler's keyword parameters: the positional and
+    keyword arguments to call it with."""
     if not isinstance(args, dict):
         raise ToolArgumentsError(f"arguments must be a JSON object, got {type(args).__name__}")
+    if signature is None:
+        signature = handler_signature(handler)
+    if signature is None:
+        return (), dict(args)
     try:
-        return inspect.signature(handler).bind(**args)
+        bound = signature.bind(**args)
     except TypeError as exc:
         raise ToolArgumentsError(f"arguments do not fit the tool: {exc}") from None
+    return bound.args, bound.kwargs
 
 
 def json_result(value: Any) -> Any:
-    """``value`` as plain JSON data (attrs objects are unstructured); raises if it is not JSON."""
+    """``value`` as plain JSON data (attrs objects are unstructured); raises ``ValueError`` or
+    ``TypeError`` if it is not JSON, or holds text UTF-8 cannot encode (a lone surrogate)."""
     plain = unstructure(value)
-    json.dumps(plain, allow_nan=False)
+    json.dumps(plain, allow_nan=False, ensure_ascii=False).encode("utf-8")
     return plain
+
+
+_Job = Tuple[ToolRequest, ToolHandler, Tuple[Any, ...], Dict[str, Any]]
+
+
+class _Pool:
+    """Up to ``workers`` daemon threads taking jobs from one queue, started as jobs arrive.
+
+    :meth:`shutdown` waits for running jobs up to a timeout and then leaves them: a daemon thread
+    does not hold the interpreter at exit, unlike ``concurrent.futures``' workers.
+    """
+
+    def __init__(self, workers: int, run: Callable[[_Job], None]) -> None:
+        self._limit = workers
+        self._run = run
+        self._jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads: List[threading.Thread] = []
+        self.running: Dict[int, ToolRequest] = {}
+        """The request each busy worker runs, by thread ident."""
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            start = self._idle == 0 and len(self._threads) < self._limit
+            if start:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"blackbox-tool-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+            else:
+                self._idle -= 1 if self._idle else 0
+        self._jobs.put(job)
+        if start:
+            thread.start()
+
+    def shutdown(self, timeout: float) -> List[ToolRequest]:
+        """Drop queued jobs, end the workers, wait up to ``timeout`` for running ones; returns
+        the requests still running then."""
+        dropped = 0
+        while True:
+            try:
+                if self._jobs.get_nowait() is not None:
+                    dropped += 1
+            except queue.Empty:
+                break
+        if dropped:
+            log.debug("%d queued tool requests dropped at shutdown", dropped)
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        deadline = time.monotonic() + timeout
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return [
+            request
+            for thread in threads
+            if thread.is_alive() and thread is not current
+            for request in [self.running.get(thread.ident or 0)]
+            if request is not None
+        ]
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self.running[ident] = job[0]
+            try:
+                self._run(job)
+            finally:
+                del self.running[ident]
+                with self._lock:
+                    self._idle += 1
 
 
 class ToolRunner:
     """Runs tool handlers for one conversation, in a pool of up to ``workers`` threads.
 
-    The pool starts its threads one by one as requests arrive (``ThreadPoolExecutor`` does), so
-    a conversation that never gets a tool request has none. ``send`` puts a
-    :class:`ToolResponse` on the wire, ``answered`` tells the conversation state that a request
-    was answered, ``report`` passes failures to the user's error callbacks.
+    The pool starts its threads one by one as requests arrive, so a conversation that never gets
+    a tool request has none. ``send`` puts a :class:`ToolResponse` on the wire, ``answered``
+    tells the conversation state that a request was answered, ``report`` passes failures to the
+    user's error callbacks; ``secrets`` are masked in every error text.
     """
 
     def __init__(
@@ -68,6 +170,7 @@ class ToolRunner:
         timeout: Optional[float] = 30.0,
         max_pending: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        secrets: Tuple[str, ...] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("tool_workers must be at least 1")
@@ -78,22 +181,26 @@ class ToolRunner:
         self.timeout = timeout
         self.max_pending = max_pending
         self._clock = clock
-        self._handlers: Dict[str, ToolHandler] = {}
+        self._secrets = secrets
+        self._handlers: Dict[str, Tuple[ToolHandler, Optional[inspect.Signature]]] = {}
         self._lock = threading.Lock()
-        self._pending: Dict[str, tuple[ToolRequest, Optional[float]]] = {}
-        self._recent: Deque[str] = collections.deque(maxlen=_REMEMBERED_IDS)
-        self._recent_set: Set[str] = set()
-        self._futures: Set[concurrent.futures.Future[None]] = set()
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pending: Dict[str, Tuple[ToolRequest, Optional[float]]] = {}
+        self._recent = RecentIds(REMEMBERED_TOOL_IDS)
+        self._pool: Optional[_Pool] = None
         self._closed = False
 
     # --- registration ----------------------------------------------------------------------------
 
     def register(self, name: str, handler: ToolHandler) -> None:
-        """Run ``handler`` for requests of tool ``name`` (a later registration replaces it)."""
+        """Run ``handler`` for requests of tool ``name`` (a later registration replaces it).
+
+        Its signature is read here, once: a callable without one Python can read (a builtin
+        such as ``max``) is called with the request's arguments as keyword arguments."""
         if not callable(handler):
             raise TypeError("a tool handler must be callable")
-        self._handlers[name] = handler
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"a tool needs a non-empty str name, got {name!r}")
+        self._handlers[name] = (handler, handler_signature(handler))
 
     @property
     def names(self) -> "list[str]":
@@ -105,7 +212,7 @@ class ToolRunner:
     def submit(self, request: ToolRequest) -> None:
         """Start answering ``request``: at once on a problem, else through the pool."""
         with self._lock:
-            if request.id in self._pending or request.id in self._recent_set:
+            if request.id in self._pending or request.id in self._recent:
                 log.warning(
                     "tool request %r for %s arrived again; answered once only",
                     request.id,
@@ -119,29 +226,23 @@ class ToolRunner:
             # A flood of requests must not queue up without bound behind the pool.
             self._fail(request, f"more than {self.max_pending} tool requests in flight")
             return
-        handler = self._handlers.get(request.tool_name)
-        if handler is None:
+        entry = self._handlers.get(request.tool_name)
+        if entry is None:
             self._fail(request, f"no handler for tool {request.tool_name!r} on this client")
             return
+        handler, signature = entry
         try:
-            bound = bind_arguments(handler, request.args)
+            args, kwargs = bind_arguments(handler, request.args, signature)
         except ToolArgumentsError as exc:
             self._fail(request, str(exc))
             return
         with self._lock:
-            if self._closed:
-                pool = None
-            else:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        self._workers, thread_name_prefix="blackbox-tool"
-                    )
-                pool = self._pool
-                future = pool.submit(self._run, request, handler, bound)
-                self._futures.add(future)
-                future.add_done_callback(self._futures.discard)
+            pool = None if self._closed else self._pool or _Pool(self._workers, self._run)
+            self._pool = pool
         if pool is None:
             self._fail(request, "the conversation is closing")
+        else:
+            pool.submit((request, handler, args, kwargs))
 
     def expire(self) -> Optional[float]:
         """Answer requests past their timeout; return the next deadline (monotonic) or ``None``."""
@@ -179,45 +280,52 @@ class ToolRunner:
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait up to ``timeout`` seconds for running handlers.
 
-        Returns False when a handler was still running: its thread finishes on its own later and
-        its result is dropped, since the conversation is gone.
+        Returns False when a handler was still running: a WARNING names it, its daemon thread
+        finishes on its own later (it never holds the interpreter at exit) and its result is
+        dropped, since the conversation is gone.
         """
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-            futures = list(self._futures)
         if pool is None:
             return True
-        pool.shutdown(wait=False, cancel_futures=True)
         if self.on_tool_thread:
             timeout = 0.0  # a handler cannot wait for the pool it runs in, itself included
-        deadline = time.monotonic() + timeout
-        current = threading.current_thread()
-        concurrent.futures.wait(futures, timeout=timeout)
-        # The pool has no join with a timeout; its worker threads are what must not outlive us.
-        for thread in list(getattr(pool, "_threads", ())):
-            if thread is not current:
-                thread.join(max(0.0, deadline - time.monotonic()))
-        return all(f.done() for f in futures)
+        stuck = pool.shutdown(timeout)
+        for request in stuck:
+            log.warning(
+                "tool %r (request %r) was still running %g s after the conversation closed; "
+                "its thread is left to finish on its own and its result will be dropped",
+                self._clean(request.tool_name),
+                self._clean(request.id),
+                timeout,
+            )
+        return not stuck
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _run(
-        self, request: ToolRequest, handler: ToolHandler, bound: inspect.BoundArguments
-    ) -> None:
+    def _run(self, job: _Job) -> None:
+        request = job[0]
         _running.runner = self
         try:
-            self._run_handler(request, handler, bound)
+            self._run_handler(*job)
+        except Exception as exc:  # a bug of ours must not leave the request unanswered
+            log.exception("tool request %r could not be handled", self._clean(request.id))
+            self._fail(request, f"tool {request.tool_name!r} could not be run: {exc}")
         finally:
             _running.runner = None
 
     def _run_handler(
-        self, request: ToolRequest, handler: ToolHandler, bound: inspect.BoundArguments
+        self,
+        request: ToolRequest,
+        handler: ToolHandler,
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
     ) -> None:
         try:
-            value = handler(*bound.args, **bound.kwargs)
+            value = handler(*args, **kwargs)
         except Exception as exc:
-            log.exception("tool %s raised", request.tool_name)
+            log.exception("tool %s raised", self._clean(request.tool_name))
             self._fail(request, f"tool {request.tool_name!r} failed: {type(exc).__name__}: {exc}")
             return
         try:
@@ -233,7 +341,10 @@ class ToolRunner:
         if self._claim(request):
             # Reported before the answer goes out, so on_error has seen it by the time the agent
             # (and any ask() waiting on the turn) moves on.
-            log.warning("tool request %r answered with an error: %s", request.id, message)
+            message = self._clean(message)
+            log.warning(
+                "tool request %r answered with an error: %s", self._clean(request.id), message
+            )
             self._report(ToolError(message, request.tool_name, request.id))
             self._deliver(request, {"error": message})
 
@@ -246,23 +357,22 @@ class ToolRunner:
         with self._lock:
             if self._pending.pop(request.id, None) is None:
                 return False
-            if len(self._recent) == self._recent.maxlen:
-                self._recent_set.discard(self._recent[0])
-            self._recent.append(request.id)
-            self._recent_set.add(request.id)
+            self._recent.add(request.id)
         return True
 
     def _deliver(self, request: ToolRequest, result: Any) -> None:
         try:
-            self._send(ToolResponse(id=request.id, result=result))
-        except UsageError as exc:  # the result cannot be sent (too large): the agent gets why
-            message = f"tool {request.tool_name!r} result cannot be sent: {exc}"
-            log.warning("tool request %r: %s", request.id, message)
-            self._report(ToolError(message, request.tool_name, request.id))
             try:
+                self._send(ToolResponse(id=request.id, result=result))
+            except UsageError as exc:  # the result cannot be sent (too large): the agent gets why
+                message = self._clean(f"tool {request.tool_name!r} result cannot be sent: {exc}")
+                log.warning("tool request %r: %s", self._clean(request.id), message)
+                self._report(ToolError(message, request.tool_name, request.id))
                 self._send(ToolResponse(id=request.id, result={"error": message}))
-            except BlackBoxError as again:
-                log.warning("could not answer tool request %r: %s", request.id, again)
         except BlackBoxError as exc:
-            log.warning("could not answer tool request %r: %s", request.id, exc)
-        self._answered(request.id)
+            log.warning("could not answer tool request %r: %s", self._clean(request.id), exc)
+        finally:
+            self._answered(request.id)
+
+    def _clean(self, text: str) -> str:
+        return redact_text(text, *self._secrets)
