@@ -147,9 +147,10 @@ class Callbacks:
         )
         if log.isEnabledFor(logging.ERROR):
             log.handle(record)
-        if not self._errors and not _logging_configured(log) and logging.lastResort is not None:
-            # No on_error and no handler but our NullHandler: Python's last resort shows it.
-            logging.lastResort.handle(record)
+            if not self._errors and not _logging_configured(log) and logging.lastResort:
+                # No on_error, and logging never configured: the record met only our own
+                # NullHandler, so Python's last resort (stderr) shows it, as for an app's logger.
+                logging.lastResort.handle(record)
         error = CallbackError(text, callback)
         error.__cause__ = exc
         self._sink(error)

@@ -438,6 +438,7 @@ class Conversation:
             if connection is not current:
                 remaining = max(0.0, deadline - time.monotonic())
                 connection.close(timeout=min(remaining, handshake), join_timeout=remaining)
+        self._tools.shutdown(max(0.0, deadline - time.monotonic()))
 
     def _reader_stuck(self) -> bool:
         """True when the reader is in a user callback that does not return within the cleanup
@@ -707,7 +708,7 @@ class Conversation:
             )
         if not current:
             return  # a reconnect attempt that failed: its caller reports it
-        self._tools.shutdown(self.close_timeout)
+        self._tools.stop()  # close() waits for running tools, and names the ones that never end
         self._callbacks.fire("close", code, reason)
         if self.reconnect is not None and was_ready and not normal:
             self._reconnect(self.reconnect, state)

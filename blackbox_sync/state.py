@@ -225,9 +225,7 @@ class ConversationState:
     closed_event: bool = False
     """True once ``event closed`` arrived."""
     turn: Turn = attrs.field(
-        default=attrs.Factory(
-            lambda self: self._new_turn(0.0), takes_self=True
-        )
+        default=attrs.Factory(lambda self: self._new_turn(0.0), takes_self=True)
     )
     _end: Optional[TurnEnd] = None
     _history_weights: _Weights = attrs.field(factory=_Weights, eq=False, repr=False)

@@ -28,6 +28,8 @@ log = logging.getLogger("blackbox_sync.tools")
 
 ToolHandler = Callable[..., Any]
 
+# How much of a tool name or request id an error message quotes.
+_QUOTED_CHARS = 80
 # Which runner's handler the current pool thread is running, if any.
 _running = threading.local()
 
@@ -107,9 +109,8 @@ class _Pool:
         if start:
             thread.start()
 
-    def shutdown(self, timeout: float) -> List[ToolRequest]:
-        """Drop queued jobs, end the workers, wait up to ``timeout`` for running ones; returns
-        the requests still running then."""
+    def stop(self) -> None:
+        """Drop queued jobs and tell every worker to end once its job is done."""
         dropped = 0
         while True:
             try:
@@ -120,9 +121,15 @@ class _Pool:
         if dropped:
             log.debug("%d queued tool requests dropped at shutdown", dropped)
         with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
+            threads = len(self._threads)
+        for _ in range(threads):
             self._jobs.put(None)
+
+    def join(self, timeout: float) -> List[ToolRequest]:
+        """Wait up to ``timeout`` for the workers (after :meth:`stop`); returns the requests
+        still running then."""
+        with self._lock:
+            threads = list(self._threads)
         deadline = time.monotonic() + timeout
         current = threading.current_thread()
         for thread in threads:
@@ -187,6 +194,8 @@ class ToolRunner:
         self._pending: Dict[str, Tuple[ToolRequest, Optional[float]]] = {}
         self._recent = RecentIds(REMEMBERED_TOOL_IDS)
         self._pool: Optional[_Pool] = None
+        self._stopped: List[_Pool] = []
+        """Pools stopped but not joined yet (see :meth:`stop`)."""
         self._closed = False
 
     # --- registration ----------------------------------------------------------------------------
@@ -214,9 +223,9 @@ class ToolRunner:
         with self._lock:
             if request.id in self._pending or request.id in self._recent:
                 log.warning(
-                    "tool request %r for %s arrived again; answered once only",
-                    request.id,
-                    request.tool_name,
+                    "tool request %s for %s arrived again; answered once only",
+                    self._shown(request.id),
+                    self._shown(request.tool_name),
                 )
                 return
             deadline = None if self.timeout is None else self._clock() + self.timeout
@@ -228,7 +237,9 @@ class ToolRunner:
             return
         entry = self._handlers.get(request.tool_name)
         if entry is None:
-            self._fail(request, f"no handler for tool {request.tool_name!r} on this client")
+            self._fail(
+                request, f"no handler for tool {self._shown(request.tool_name)} on this client"
+            )
             return
         handler, signature = entry
         try:
@@ -255,7 +266,9 @@ class ToolRunner:
             ]
             upcoming = [d for _, d in self._pending.values() if d is not None and d > now]
         for request in late:
-            self._fail(request, f"tool {request.tool_name!r} timed out after {self.timeout:g} s")
+            self._fail(
+                request, f"tool {self._shown(request.tool_name)} timed out after {self.timeout:g} s"
+            )
         return min(upcoming, default=None)
 
     @property
@@ -277,6 +290,17 @@ class ToolRunner:
             self._closed = False
             self._pending.clear()
 
+    def stop(self) -> None:
+        """Stop taking work, without waiting for running handlers (the reader thread calls it
+        when the socket closes; :meth:`shutdown` then waits for them)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                self._stopped.append(pool)
+        if pool is not None:
+            pool.stop()
+
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait up to ``timeout`` seconds for running handlers.
 
@@ -284,20 +308,19 @@ class ToolRunner:
         finishes on its own later (it never holds the interpreter at exit) and its result is
         dropped, since the conversation is gone.
         """
+        self.stop()
         with self._lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is None:
-            return True
+            pools, self._stopped = self._stopped, []
         if self.on_tool_thread:
             timeout = 0.0  # a handler cannot wait for the pool it runs in, itself included
-        stuck = pool.shutdown(timeout)
+        deadline = time.monotonic() + timeout
+        stuck = [r for pool in pools for r in pool.join(max(0.0, deadline - time.monotonic()))]
         for request in stuck:
             log.warning(
-                "tool %r (request %r) was still running %g s after the conversation closed; "
+                "tool %s (request %s) was still running %g s after the conversation closed; "
                 "its thread is left to finish on its own and its result will be dropped",
-                self._clean(request.tool_name),
-                self._clean(request.id),
+                self._shown(request.tool_name),
+                self._shown(request.id),
                 timeout,
             )
         return not stuck
@@ -310,8 +333,8 @@ class ToolRunner:
         try:
             self._run_handler(*job)
         except Exception as exc:  # a bug of ours must not leave the request unanswered
-            log.exception("tool request %r could not be handled", self._clean(request.id))
-            self._fail(request, f"tool {request.tool_name!r} could not be run: {exc}")
+            log.exception("tool request %s could not be handled", self._shown(request.id))
+            self._fail(request, f"tool {self._shown(request.tool_name)} could not be run: {exc}")
         finally:
             _running.runner = None
 
@@ -325,14 +348,18 @@ class ToolRunner:
         try:
             value = handler(*args, **kwargs)
         except Exception as exc:
-            log.exception("tool %s raised", self._clean(request.tool_name))
-            self._fail(request, f"tool {request.tool_name!r} failed: {type(exc).__name__}: {exc}")
+            log.exception("tool %s raised", self._shown(request.tool_name))
+            self._fail(
+                request,
+                f"tool {self._shown(request.tool_name)} failed: {type(exc).__name__}: {exc}",
+            )
             return
         try:
             result = json_result(value)
         except (TypeError, ValueError) as exc:
             self._fail(
-                request, f"tool {request.tool_name!r} returned a value that is not JSON: {exc}"
+                request,
+                f"tool {self._shown(request.tool_name)} returned a value that is not JSON: {exc}",
             )
             return
         self._answer(request, result)
@@ -343,7 +370,7 @@ class ToolRunner:
             # (and any ask() waiting on the turn) moves on.
             message = self._clean(message)
             log.warning(
-                "tool request %r answered with an error: %s", self._clean(request.id), message
+                "tool request %s answered with an error: %s", self._shown(request.id), message
             )
             self._report(ToolError(message, request.tool_name, request.id))
             self._deliver(request, {"error": message})
@@ -365,14 +392,22 @@ class ToolRunner:
             try:
                 self._send(ToolResponse(id=request.id, result=result))
             except UsageError as exc:  # the result cannot be sent (too large): the agent gets why
-                message = self._clean(f"tool {request.tool_name!r} result cannot be sent: {exc}")
-                log.warning("tool request %r: %s", self._clean(request.id), message)
+                message = self._clean(
+                    f"tool {self._shown(request.tool_name)} result cannot be sent: {exc}"
+                )
+                log.warning("tool request %s: %s", self._shown(request.id), message)
                 self._report(ToolError(message, request.tool_name, request.id))
                 self._send(ToolResponse(id=request.id, result={"error": message}))
         except BlackBoxError as exc:
-            log.warning("could not answer tool request %r: %s", self._clean(request.id), exc)
+            log.warning("could not answer tool request %s: %s", self._shown(request.id), exc)
         finally:
             self._answered(request.id)
 
     def _clean(self, text: str) -> str:
         return redact_text(text, *self._secrets)
+
+    def _shown(self, text: str) -> str:
+        """How a message quotes a tool name or request id: the service picks them, so they are
+        masked, escaped (a lone surrogate included) and cut short."""
+        quoted = repr(self._clean(text))
+        return quoted if len(quoted) <= _QUOTED_CHARS else quoted[:_QUOTED_CHARS] + "…"

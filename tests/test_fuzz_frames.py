@@ -7,7 +7,12 @@ the emulator sent is either delivered to the ``"*"`` callbacks as a message or r
 WebSocket frames with bad opcodes, reserved bits, lying lengths, invalid UTF-8) may instead end
 the connection, but only with a typed error and without the reader's last-resort handler firing.
 
-CI sends 10,000 frames in a fixed (derandomized) sequence. For a longer, random run::
+Every field of every server message type may hold a hostile value: a lone surrogate (sent
+escaped, as JSON allows), characters outside the BMP, a value of tens of kilobytes, or one nested
+hundreds of levels deep.
+
+CI sends 1,500 frames in a fixed (derandomized) sequence, a few seconds. For a longer, random
+run::
 
     BLACKBOX_FUZZ_FRAMES=200000 BLACKBOX_FUZZ_SEED=random \
         python -m pytest tests/test_fuzz_frames.py -s
@@ -30,7 +35,7 @@ from blackbox_sync.testing import AgentContext, Emulator, SendRaw
 from blackbox_sync.testing.agent import Turn
 from blackbox_sync.testing.faults import On, RawBytes, ws_frame
 
-FRAMES = int(os.environ.get("BLACKBOX_FUZZ_FRAMES", "10000"))
+FRAMES = int(os.environ.get("BLACKBOX_FUZZ_FRAMES", "1500"))
 SEED = os.environ.get("BLACKBOX_FUZZ_SEED", "")
 BATCH = 50  # frames per conversation
 WIRE_EXAMPLES = max(60, FRAMES // 200)
@@ -56,8 +61,37 @@ def fuzz_settings(examples: int) -> Callable[[Any], Any]:
 
 # --- strategies ----------------------------------------------------------------------------------
 
-# No lone surrogates: the emulator could not send them as UTF-8 (they travel escaped instead).
-texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=16)
+
+def nested(depth: int, inner: Any, as_dict: bool) -> Any:
+    value = inner
+    for _ in range(depth):
+        value = {"k": value} if as_dict else [value]
+    return value
+
+
+# Fixed, so hypothesis draws them cheaply: lone surrogates, non-BMP characters, big values.
+HOSTILE_TEXTS = [
+    "\ud800",
+    "id-\udfff-x",
+    "\U0001f600\U0010ffff\U00020000",
+    "x" * 70_000,
+    "\U0001f4a9" * 5_000,
+]
+HOSTILE_VALUES = [
+    nested(400, "deep", as_dict=False),
+    nested(300, "\ud800", as_dict=True),
+    ["\U0001f600" * 1000] * 20,
+    {f"key{i}": i for i in range(3000)},
+]
+plain_texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=16)
+texts = st.one_of(
+    plain_texts,
+    plain_texts,
+    plain_texts,
+    plain_texts,
+    st.text(max_size=8),  # lone surrogates among the rest
+    st.sampled_from(HOSTILE_TEXTS),
+)
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -69,7 +103,7 @@ json_values = st.recursive(
     json_scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
     max_leaves=5,
-)
+) | st.sampled_from(HOSTILE_VALUES)
 timestamps = st.one_of(
     st.just("2025-06-09T10:00:04Z"),
     st.datetimes().map(lambda d: d.isoformat() + "Z"),
@@ -153,12 +187,18 @@ def mutated_frames(draw: st.DrawFn) -> Dict[str, Any]:
 
 
 def dump(frame: Any, ascii_only: bool) -> str:
-    # ensure_ascii=True lets lone surrogates travel as escapes; False sends real UTF-8.
-    return json.dumps(frame, ensure_ascii=ascii_only, allow_nan=True)
+    # ensure_ascii=True lets lone surrogates travel as escapes; False sends real UTF-8, which
+    # cannot carry them: such a frame goes escaped either way.
+    text = json.dumps(frame, ensure_ascii=ascii_only, allow_nan=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(frame, ensure_ascii=True, allow_nan=True)
+    return text
 
 
 junk_frames = st.one_of(
-    texts,  # mostly not JSON at all
+    plain_texts,  # mostly not JSON at all
     st.binary(max_size=64),  # binary frames
     json_values.map(json.dumps),  # JSON, but rarely an object
     st.integers(1_000, 5_000).map(lambda n: "[" * n + "]" * n),  # deep nesting
