@@ -297,3 +297,26 @@ def test_notebook_rendering_is_escaped() -> None:
     ]:
         assert "&lt;script&gt;" in html
         assert evil not in html
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"status": {"code": "done"}, "errorMessage": ["a", "list"]},
+        {"status": [1, 2], "errorMessage": {"nested": {"x": 1}}},
+    ],
+)
+def test_a_conversation_result_of_odd_shape_comes_through_raw(result: dict) -> None:  # type: ignore[type-arg]
+    message = decode(json.dumps({"type": "conversationResult", "result": result}))
+    assert isinstance(message, bb.ConversationResult)
+    assert (message.status, message.error_message) == (None, None)
+    assert message.raw["result"] == result
+    assert message.result == result
+
+
+def test_ascii_only_encoding_carries_a_lone_surrogate() -> None:
+    message = bb.ToolResponse(id="id-\ud800", result={"ok": "\U0001f600"})
+    text = encode(message, ascii_only=True)
+    text.encode("ascii")
+    assert json.loads(text)["content"]["id"] == "id-\ud800"
+    assert json.loads(text)["content"]["result"] == {"ok": "\U0001f600"}

@@ -204,3 +204,36 @@ def test_the_opening_turn_is_timed_from_the_connection_event() -> None:
     state.receive(bb.Event(name="connection"), 100.0)
     state.receive(assistant("Hi!"), 100.4)
     assert state.reply(102.0, bb.TurnEnd.QUIET).latency == pytest.approx(0.4)
+
+
+def test_history_and_turn_keep_a_byte_budget_oldest_first() -> None:
+    state = ConversationState(max_history_bytes=1000)
+    state.receive(bb.Event(name="connection"), 0.0, size=10)
+    for i in range(20):
+        state.receive(assistant(f"{i:02d}" + "x" * 298), float(i), size=300)
+    assert [m.text for m in state.history] == [  # type: ignore[attr-defined]
+        f"{i:02d}" + "x" * 298 for i in (17, 18, 19)
+    ]
+    assert len(state.turn.messages) == 3
+    assert sum(len(t) for t in state.turn.texts) <= 1000
+    assert state.turn.texts[-1].startswith("19")
+
+
+def test_a_frame_larger_than_the_budget_is_still_the_newest_kept() -> None:
+    state = ConversationState(max_history_bytes=100)
+    state.receive(assistant("small"), 0.0, size=20)
+    state.receive(assistant("y" * 500), 1.0, size=520)
+    assert [m.text for m in state.history] == ["y" * 500]  # type: ignore[attr-defined]
+    state.sent(bb.IncomingChatMessage("hi"), size=30)
+    assert len(state.history) == 1  # the big one went once the budget needed room
+
+
+def test_answered_tool_ids_are_bounded() -> None:
+    state = ready_state()
+    for i in range(5000):
+        state.tool_answered(f"t-{i}", float(i))
+    state.tool_answered("x" * 100_000, 1.0)
+    assert len(state.answered_tools) <= 1024
+    assert "t-4999" in state.answered_tools
+    assert "t-0" not in state.answered_tools
+    assert "x" * 100_000 in state.answered_tools
