@@ -708,7 +708,9 @@ class Conversation:
             )
         if not current:
             return  # a reconnect attempt that failed: its caller reports it
-        self._tools.stop()  # close() waits for running tools, and names the ones that never end
+        # Running tools get close_timeout to return, so on_close sees their last sends; close()
+        # names the ones that never do.
+        self._tools.stop(self.close_timeout)
         self._callbacks.fire("close", code, reason)
         if self.reconnect is not None and was_ready and not normal:
             self._reconnect(self.reconnect, state)

@@ -290,16 +290,23 @@ class ToolRunner:
             self._closed = False
             self._pending.clear()
 
-    def stop(self) -> None:
-        """Stop taking work, without waiting for running handlers (the reader thread calls it
-        when the socket closes; :meth:`shutdown` then waits for them)."""
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop taking work and give running handlers up to ``wait`` seconds to return, quietly:
+        the reader thread calls it when the socket closes, and :meth:`shutdown` (``close()``)
+        then waits for what is left and names it."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
             if pool is not None:
                 self._stopped.append(pool)
+            pools = list(self._stopped)
         if pool is not None:
             pool.stop()
+        if self.on_tool_thread:
+            wait = 0.0
+        deadline = time.monotonic() + wait
+        for stopped in pools:
+            stopped.join(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, timeout: float) -> bool:
         """Stop taking work and wait up to ``timeout`` seconds for running handlers.
@@ -317,11 +324,10 @@ class ToolRunner:
         stuck = [r for pool in pools for r in pool.join(max(0.0, deadline - time.monotonic()))]
         for request in stuck:
             log.warning(
-                "tool %s (request %s) was still running %g s after the conversation closed; "
-                "its thread is left to finish on its own and its result will be dropped",
+                "tool %s (request %s) was still running when the conversation closed; its "
+                "thread is left to finish on its own and its result will be dropped",
                 self._shown(request.tool_name),
                 self._shown(request.id),
-                timeout,
             )
         return not stuck
 
