@@ -9,7 +9,6 @@ handler (stderr), as it would for an application logger, so a failing callback i
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 from .errors import BlackBoxError, CallbackError
@@ -41,8 +40,8 @@ class Callbacks:
         self._sink = report or self.report
         self._secrets = secrets
         self._lock = threading.Lock()
-        # The callback each thread is in (thread ident → callback, start), for close() to tell.
-        self._active: Dict[int, Tuple[Callable[..., Any], float]] = {}
+        # The callback each thread is in, by thread ident: close() tells a stuck reader by it.
+        self._active: Dict[int, Callable[..., Any]] = {}
         self._idle = threading.Condition()
         self._waiting = 0
         self._frames: List[Tuple[Key, Callback]] = []
@@ -106,8 +105,8 @@ class Callbacks:
         for callback in tuple(self._hooks.get(name, ())):
             self._run(callback, f"{name} hook", *args)
 
-    def running(self, thread_ident: int) -> "Optional[Tuple[Callable[..., Any], float]]":
-        """The callback thread ``thread_ident`` is running and since when (monotonic), if any."""
+    def running(self, thread_ident: int) -> "Optional[Callable[..., Any]]":
+        """The callback thread ``thread_ident`` is running, if any."""
         return self._active.get(thread_ident)
 
     def wait_idle(self, thread_ident: int, timeout: float) -> "Optional[Callable[..., Any]]":
@@ -119,13 +118,12 @@ class Callbacks:
                 self._idle.wait_for(lambda: thread_ident not in self._active, timeout)
             finally:
                 self._waiting -= 1
-        entry = self._active.get(thread_ident)
-        return None if entry is None else entry[0]
+        return self._active.get(thread_ident)
 
     def _run(self, callback: Callable[..., Any], role: str, *args: Any) -> None:
         ident = threading.get_ident()
         outer = self._active.get(ident)  # a hook fired from inside another callback
-        self._active[ident] = (callback, time.monotonic())
+        self._active[ident] = callback
         try:
             callback(*args)
         except Exception as exc:
