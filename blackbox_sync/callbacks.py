@@ -121,13 +121,18 @@ class Callbacks:
         return self._active.get(thread_ident)
 
     def _run(self, callback: Callable[..., Any], role: str, *args: Any) -> None:
+        try:
+            self._call(callback, *args)
+        except Exception as exc:
+            self._failed(callback, role, exc)
+
+    def _call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Call ``callback``, marking this thread as inside it for :meth:`wait_idle`."""
         ident = threading.get_ident()
         outer = self._active.get(ident)  # a hook fired from inside another callback
         self._active[ident] = callback
         try:
             callback(*args)
-        except Exception as exc:
-            self._failed(callback, role, exc)
         finally:
             if outer is None:
                 del self._active[ident]
@@ -159,7 +164,7 @@ class Callbacks:
             callbacks = list(self._errors)
         for callback in callbacks:
             try:
-                callback(error)
+                self._call(callback, error)
             except Exception:
                 log.exception("error callback %r raised", callback)
 
