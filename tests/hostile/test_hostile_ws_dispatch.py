@@ -324,10 +324,13 @@ CHILD_PEER = """
 """
 
 
-def test_without_on_error_a_raising_callback_prints_its_traceback_once() -> None:
+@pytest.mark.parametrize("configured", [False, True], ids=["no-logging", "basicConfig"])
+def test_without_on_error_a_raising_callback_prints_its_traceback_once(configured: bool) -> None:
+    setup = "import logging; logging.basicConfig()" if configured else ""
     child = run_child(
         CHILD_PEER
-        + """
+        + f"""
+    {setup}
     def script(peer):
         peer.open_conversation()
         peer.send_json(text("hello"))
