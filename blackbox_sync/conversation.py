@@ -472,13 +472,16 @@ class Conversation:
         with self._cond:
             state = self._state
             done = state.phase is Phase.ENDED
+        stuck = False
         if not done:
             try:
                 self._send_message(Terminate(), timeout=max(0.0, deadline - time.monotonic()))
             except ConnectionClosedError:
                 pass
+            # A reader held by a callback cannot read the result: waiting for it is futile.
+            stuck = self._reader_stuck()
             with self._cond:
-                while not (state.ended_normally or state.socket_closed):
+                while not (stuck or state.ended_normally or state.socket_closed):
                     if not self._wait(deadline):
                         break
                 done = state.ended_normally or state.socket_closed
@@ -488,7 +491,8 @@ class Conversation:
         handshake = min(self.close_timeout, max(grace, deadline - time.monotonic()))
         self._close(handshake, grace)
         if not done:
-            raise OperationTimeout(f"no conversationResult within {timeout:g} s of terminate")
+            why = "a callback holds the reader" if stuck else f"within {timeout:g} s"
+            raise OperationTimeout(f"no conversationResult {why} after terminate")
         return self.result
 
     def __enter__(self) -> "Conversation":
