@@ -26,10 +26,12 @@ import websocket
 
 from .errors import ConnectionClosedError, OperationTimeout
 from .redact import redact_text, redact_url
+from .urls import redirect_target
 
 log = logging.getLogger("blackbox_sync.connection")
 
 CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_ABNORMAL = 1006
 """Reported locally for a connection lost without a close frame; never sent (RFC 6455 §7.4.1)."""
 CLOSE_INVALID_DATA = 1007
@@ -93,6 +95,7 @@ class Connection:
         self._finished = threading.Event()
         self._last_received = time.monotonic()
         self._ping_sent_at: Optional[float] = None
+        self._fragments = _Fragments()
         self._broken: Optional[str] = None
         """Why the socket was cut under a send (set once, never cleared)."""
         self.close_code: Optional[int] = None
@@ -104,36 +107,104 @@ class Connection:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def open(self, timeout: float) -> None:
-        """Do the WebSocket handshake (blocking) and start the reader thread."""
-        kwargs: Dict[str, Any] = {"timeout": timeout, "header": self._headers or None}
+        """Do the WebSocket handshake (blocking) and start the reader thread.
+
+        The whole opening (TCP, TLS, the HTTP upgrade, any redirects followed) gets ``timeout``
+        seconds in all, however slowly the server answers; a redirect to another host or a
+        weaker scheme raises :class:`RedirectRefused` before anything is sent there.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        url = self._url
+        for _ in range(_MAX_REDIRECTS + 1):
+            location = self._handshake(url, deadline, timeout)
+            if location is None:
+                break
+            url = redirect_target(url, location, *self._secrets)
+            log.debug("handshake redirected to %s", self._redact(redact_url(url)))
+        else:
+            raise ConnectionClosedError(
+                f"WebSocket handshake with {self.display_url}: more than {_MAX_REDIRECTS} redirects"
+            )
+        self._install_frame_hooks()
+        log.debug("connected to %s", self.display_url)
+        self._last_received = time.monotonic()
+        self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
+        self._reader.start()
+
+    def _handshake(self, url: str, deadline: float, timeout: float) -> Optional[str]:
+        """One opening handshake with ``url``, done by ``deadline``; the ``Location`` it was
+        redirected to, or ``None`` once the socket is open."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out(timeout)
+        kwargs: Dict[str, Any] = {
+            "timeout": remaining,
+            "header": self._headers or None,
+            "redirect_limit": 0,  # redirects are judged by redirect_target, not followed blindly
+        }
         if self._origin:
             kwargs["origin"] = self._origin
+        self._ws.handshake_response = None
+        failure: Optional[BaseException] = None
+        # websocket-client reads the answer a byte at a time and its read timeout starts again
+        # at every byte, so a server dripping it would never time out: the watchdog cuts the
+        # socket at the deadline instead. (TCP connect and TLS are bounded by the timeout.)
+        watchdog = _Watchdog(remaining, self._shutdown_socket)
         try:
-            self._ws.connect(self._url, **kwargs)
-        except websocket.WebSocketBadStatusException as exc:
-            self._ws.shutdown()
-            raise ConnectionClosedError(
-                f"WebSocket handshake with {self.display_url} refused: HTTP {exc.status_code}"
-            ) from None
-        except (socket.timeout, websocket.WebSocketTimeoutException):
-            self._ws.shutdown()
-            raise OperationTimeout(
-                f"WebSocket handshake with {self.display_url} timed out after {timeout:g} s"
-            ) from None
+            self._ws.connect(url, **kwargs)
         except (OSError, websocket.WebSocketException) as exc:
-            self._ws.shutdown()
+            failure = exc
+        finally:
+            fired = watchdog.stop()
+        if failure is None and not fired:
+            return None
+        self._ws.shutdown()
+        if failure is None or fired or isinstance(failure, _TIMEOUTS):
+            raise self._timed_out(timeout)  # out of time, or connected only as it ran out
+        response = self._ws.handshake_response
+        if response is not None and response.status in _REDIRECT_STATUSES:
+            location = response.headers.get("location")
+            if location:
+                return str(location)
             raise ConnectionClosedError(
-                f"cannot connect to {self.display_url}: {self._clean(exc)}"
-            ) from None
+                f"WebSocket handshake with {self.display_url} redirected (HTTP "
+                f"{response.status}) without a Location"
+            )
+        if isinstance(failure, websocket.WebSocketBadStatusException):
+            raise ConnectionClosedError(
+                f"WebSocket handshake with {self.display_url} refused: {self._refusal(failure)}"
+            )
+        raise ConnectionClosedError(f"cannot connect to {self.display_url}: {self._clean(failure)}")
+
+    def _timed_out(self, timeout: float) -> OperationTimeout:
+        return OperationTimeout(
+            f"WebSocket handshake with {self.display_url} timed out after {timeout:g} s"
+        )
+
+    def _refusal(self, exc: "websocket.WebSocketBadStatusException") -> str:
+        """The server's refusal (status line and the start of its body), secrets masked."""
+        text = f"HTTP {exc.status_code}"
+        if exc.status_message:
+            text += f" {exc.status_message}"
+        body = exc.resp_body
+        if body:
+            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            # Redact the whole body before cutting it: a secret across the cut would leak.
+            body_text = " ".join(self._redact(raw).split())
+            if len(body_text) > _REFUSAL_CHARS:
+                body_text = body_text[:_REFUSAL_CHARS] + "…"
+            text += f": {body_text}"
+        return self._redact(text)
+
+    def _install_frame_hooks(self) -> None:
+        """The one place websocket-client's frame reader is patched: one large read serves
+        many frames (:class:`_ReadAhead`), and each frame's length is checked against
+        ``max_message_size`` from its header, before its payload is read."""
         buffer = getattr(self._ws, "frame_buffer", None)
         if buffer is not None and hasattr(buffer, "recv"):
             buffer.recv = _ReadAhead(self._ws._recv)
         if buffer is not None and hasattr(buffer, "recv_length"):
             buffer.recv_length = self._checked_length(buffer)
-        log.debug("connected to %s", self.display_url)
-        self._last_received = time.monotonic()
-        self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
-        self._reader.start()
 
     @property
     def closed(self) -> bool:
@@ -283,6 +354,7 @@ class Connection:
         # time, and the socket's timeout is refreshed at most every _RETIME seconds.
         ws = self._ws
         text, binary, cont, ping, close = _OPCODES
+        fragments = self._fragments
         now = time.monotonic()
         while True:
             if now >= self._wake_at:
@@ -306,15 +378,9 @@ class Connection:
             self._last_received = now
             self._ping_sent_at = None
             opcode = frame.opcode
-            if opcode == text and frame.fin and not ws.cont_frame.recving_frames:
-                if len(frame.data) > self.max_message_size:
-                    raise _Fatal(
-                        CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes"
-                    )
-                try:
-                    self._on_message(frame.data.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise _Fatal(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
+            if opcode == text and frame.fin and fragments.opcode is None:
+                # The frame's length was checked from its header (_checked_length).
+                self._deliver(text, frame.data)
             elif opcode in (text, binary, cont):
                 self._take_data_frame(frame)
             elif opcode == ping:
@@ -323,13 +389,22 @@ class Connection:
                 return self._take_close_frame(frame.data)
 
     def _checked_length(self, buffer: Any) -> Callable[[], None]:
-        # Refuse an oversized frame from its header, before its payload is read into memory.
+        # Refuse an oversized frame from its header, before its payload is read into memory; a
+        # continuation counts with the fragments before it, so a fragmented message is refused
+        # at the fragment that takes it over the limit.
         read_length = buffer.recv_length
+
+        fragments = self._fragments
 
         def recv_length() -> None:
             read_length()
-            if buffer.length is not None and buffer.length > self.max_message_size:
-                raise _Fatal(CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes")
+            length = buffer.length
+            if length is None:
+                return
+            if buffer.header[4] == websocket.ABNF.OPCODE_CONT:
+                length += fragments.size  # the message so far, and this fragment of it
+            if length > self.max_message_size:
+                raise self._too_big()
 
         return recv_length
 
@@ -343,28 +418,43 @@ class Connection:
         self._timeout_set_at = now
 
     def _take_data_frame(self, frame: Any) -> None:
-        cont = self._ws.cont_frame
-        cont.validate(frame)
-        cont.add(frame)
-        if cont.cont_data is not None and len(cont.cont_data[1]) > self.max_message_size:
-            raise _Fatal(CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes")
-        if not cont.is_fire(frame):
+        """A binary frame or a fragment: delivered once its message is whole (RFC 6455 §5.4)."""
+        fragments = self._fragments
+        if frame.opcode == websocket.ABNF.OPCODE_CONT:
+            if fragments.opcode is None:
+                raise _Fatal(CLOSE_PROTOCOL_ERROR, "continuation frame with no message begun")
+        elif fragments.opcode is not None:
+            raise _Fatal(CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one")
+        else:
+            fragments.begin(frame.opcode)
+        fragments.add(frame.data)
+        if fragments.size > self.max_message_size:
+            raise self._too_big()
+        if frame.fin:
+            opcode, data = fragments.take()
+            self._deliver(opcode, data)
+
+    def _deliver(self, opcode: int, data: bytes) -> None:
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            self._on_message(data)
             return
-        opcode, whole = cont.extract(frame)
-        data: Union[str, bytes] = whole.data
-        if opcode == websocket.ABNF.OPCODE_TEXT and isinstance(data, bytes):
-            try:
-                data = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Fatal(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
-        self._on_message(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Fatal(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
+        self._on_message(text)
+
+    def _too_big(self) -> "_Fatal":
+        return _Fatal(CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes")
 
     def _take_close_frame(self, data: bytes) -> "tuple[Optional[int], str]":
         code: Optional[int] = None
         reason = ""
         if len(data) >= 2:
             code = struct.unpack("!H", data[:2])[0]
-            reason = data[2:].decode("utf-8", "replace")
+            # The server's words may echo the token: masked here, before it is stored,
+            # logged or put in an exception.
+            reason = self._redact(data[2:].decode("utf-8", "replace"))
         reply = code if code and code not in _LOCAL_ONLY_CODES else CLOSE_NORMAL
         try:
             self._send_control(struct.pack("!H", reply), websocket.ABNF.OPCODE_CLOSE)
@@ -473,7 +563,43 @@ class Connection:
             log.exception("on_close handler failed")
 
     def _clean(self, exc: BaseException) -> str:
-        return redact_text(str(exc) or type(exc).__name__, *self._secrets)
+        return self._redact(str(exc) or type(exc).__name__)
+
+    def _redact(self, text: str) -> str:
+        """``text`` from the server or the network with every secret masked."""
+        return redact_text(text, *self._secrets)
+
+
+class _Watchdog:
+    """Calls ``cut`` once ``seconds`` have passed, unless :meth:`stop` came first.
+
+    Its timer thread never outlives :meth:`stop`, which joins it.
+    """
+
+    def __init__(self, seconds: float, cut: Callable[[], None]) -> None:
+        self._cut = cut
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._fired = False
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.name = "blackbox-connect-deadline"
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._fired = True
+        self._cut()
+
+    def stop(self) -> bool:
+        """Cancel the timer (joined); True if it had already fired."""
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
+        self._timer.join()
+        return self._fired
 
 
 class _ReadAhead:
@@ -496,6 +622,35 @@ class _ReadAhead:
         start = self._offset
         self._offset = start + size
         return self._chunk[start : start + size]
+
+
+class _Fragments:
+    """The fragmented message being put together: its chunks and their running total, so
+    reassembly is linear in the message's size (websocket-client's own joins the bytes so far
+    at every fragment, quadratic: an 8 MiB message in 32-byte fragments took over a minute)."""
+
+    __slots__ = ("_chunks", "opcode", "size")
+
+    def __init__(self) -> None:
+        self.opcode: Optional[int] = None
+        """The first fragment's opcode while a message is open, else ``None``."""
+        self._chunks: List[bytes] = []
+        self.size = 0
+
+    def begin(self, opcode: int) -> None:
+        self.opcode = opcode
+
+    def add(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.size += len(data)
+
+    def take(self) -> "tuple[int, bytes]":
+        """The whole message (opcode, payload); the reassembly starts empty again."""
+        opcode = self.opcode
+        assert opcode is not None
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self.opcode, self._chunks, self.size = None, [], 0
+        return opcode, data
 
 
 class _SendTimeout(Exception):
@@ -564,6 +719,12 @@ _CLOSE_LOCK_WAIT = 0.25
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
 _NEVER = float("inf")
 _reader_local = threading.local()
+_TIMEOUTS = (socket.timeout, websocket.WebSocketTimeoutException)
+# Redirects followed in one opening (websocket-client's own default), and the statuses that are.
+_MAX_REDIRECTS = 3
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# How much of a refusal's body goes into the error (after redaction).
+_REFUSAL_CHARS = 200
 # How stale the socket's read timeout may get while frames keep arriving, in seconds.
 _RETIME = 0.05
 _OPCODES = (
