@@ -216,6 +216,12 @@ class Conversation:
             return self._state.close_code
 
     @property
+    def close_reason(self) -> str:
+        """The close reason the service gave (secrets masked), or ``""``."""
+        with self._cond:
+            return self._state.close_reason
+
+    @property
     def closed(self) -> bool:
         """True once the socket is closed (or was never opened and ``close()`` was called)."""
         with self._cond:
