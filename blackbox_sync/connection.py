@@ -10,6 +10,12 @@ Sends have a bound of their own (``send_timeout``), independent of the read time
 keeps changing: a peer that stops reading fills the TCP send buffer, and a send must not wait for
 it for ever. A send that runs out of time may have written part of a frame, after which nothing
 else can go on that socket, so the connection is then broken: cut, and reported as lost.
+
+websocket-client does the opening handshake and writes frames; the reader parses the server's
+frames itself (:class:`_FrameReader`), in one buffer, checking each header before its payload is
+read, and puts fragmented messages together in linear time (:class:`_Fragments`). The opening
+has one deadline for all of it (:class:`_Watchdog`), and handshake redirects are judged by
+:func:`~blackbox_sync.urls.redirect_target`, not followed blindly.
 """
 
 import errno
@@ -78,8 +84,8 @@ class Connection:
         self.send_timeout = send_timeout
         self._secrets = secrets
         self._name = name
-        # UTF-8 is checked by bytes.decode on the reader thread: websocket-client's own check is
-        # pure Python and costs several times the rest of the frame's handling.
+        # UTF-8 is checked by bytes.decode on the reader thread (websocket-client's own check is
+        # pure Python, and its frame reader is not used for reading anyway).
         self._ws = websocket.WebSocket(
             sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True
         )
