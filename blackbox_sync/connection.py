@@ -71,7 +71,8 @@ class Connection:
         name: str = "blackbox-reader",
     ) -> None:
         self._url = url
-        self.display_url = redact_url(url)
+        self._secrets = secrets
+        self.display_url = self._redact(redact_url(url))
         self._on_message = on_message
         self._on_close = on_close
         self._on_tick = on_tick
@@ -82,7 +83,6 @@ class Connection:
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
         self.send_timeout = send_timeout
-        self._secrets = secrets
         self._name = name
         # UTF-8 is checked by bytes.decode on the reader thread (websocket-client's own check is
         # pure Python, and its frame reader is not used for reading anyway).

@@ -88,6 +88,17 @@ def test_a_dripped_101_handshake_times_out_within_the_connect_timeout(hostile_ws
     assert TOKEN not in str(error)
 
 
+def test_a_dripped_tls_handshake_is_bounded_too(hostile_ws: Start) -> None:
+    def script(peer: PeerConnection) -> None:
+        # A TLS record header that promises 16 KiB of ServerHello, then a byte every 0.2 s.
+        peer.send_raw(b"\x16\x03\x03\x40\x00")
+        peer.drip(b"\x02" * 16384, 0.2)
+
+    server = hostile_ws(script)
+    conv = bb.Conversation(TOKEN, url=server.ws_url(query="").replace("ws://", "wss://"))
+    connect_fails(conv, 1.0, bb.OperationTimeout)
+
+
 def test_a_dripped_403_body_is_bounded_too(hostile_ws: Start) -> None:
     body = b"Forbidden: " + b"x" * 400
 
