@@ -230,6 +230,12 @@ class Conversation:
             return self._state.close_code
 
     @property
+    def close_reason(self) -> str:
+        """The close reason the service gave (secrets masked), or ``""``."""
+        with self._cond:
+            return self._state.close_reason
+
+    @property
     def closed(self) -> bool:
         """True once the socket is closed (or was never opened and ``close()`` was called)."""
         with self._cond:
@@ -368,13 +374,14 @@ class Conversation:
         self, connection: Connection, state: ConversationState, timeout: Optional[float]
     ) -> None:
         """Open ``connection``, initialize, wait until ``state`` is ready; on failure close and
-        raise the most telling error."""
+        raise the most telling error. The whole of it, opening included, gets ``timeout``."""
         timeout = self.connect_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         log.info("connecting to %s", self.url)
         try:
             connection.open(timeout)
-            self._send_on(connection, state, self._initialize_message())
+            remaining = max(0.0, deadline - time.monotonic())
+            self._send_on(connection, state, self._initialize_message(), remaining)
         except ConnectionClosedError:
             # An `error` frame may still sit unread before the close: let the reader get to it.
             connection.wait_closed(self._cleanup_grace())

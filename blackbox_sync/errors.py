@@ -170,3 +170,13 @@ def server_error_for(message: str, data: "Optional[dict[str, Any]]" = None) -> S
     if message.strip().lower() in AUTH_ERROR_MESSAGES:
         return AuthenticationError(message, data)
     return ServerError(message, data)
+
+
+class RedirectRefused(ConnectionClosedError):
+    """The WebSocket handshake was redirected to another host or to a weaker scheme
+    (``wss://`` → ``ws://``), and the redirect was not followed: nothing, the credentials
+    included, was sent there. ``location`` is the target, with secrets masked."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location

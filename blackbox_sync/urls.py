@@ -3,10 +3,10 @@
 import ipaddress
 import os
 from typing import Optional
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from .errors import UsageError
-from .redact import redact_url
+from .errors import RedirectRefused, UsageError
+from .redact import redact_text, redact_url
 
 DEFAULT_BASE_URL = "https://blackbox.dasha.ai"
 BASE_URL_ENV = "BLACKBOX_BASE_URL"
@@ -96,3 +96,39 @@ def check_transport_security(url: str, allow_insecure: bool) -> None:
             f"refusing unencrypted {parts.scheme}:// to {parts.hostname!r}: credentials would "
             "travel in plain text; use wss:// or https://, or pass allow_insecure=True"
         )
+
+
+# How strong each scheme's transport is: a redirect may keep it or raise it, never lower it.
+_STRENGTH = {"ws": 0, "http": 0, "wss": 1, "https": 1}
+
+
+def redirect_target(current: str, location: str, *secrets: str) -> str:
+    """The ``ws(s)://`` URL a handshake redirect (``Location``) from ``current`` leads to.
+
+    Followed only to the same host, with the same or a stronger scheme: the token in the query,
+    ``Origin`` and custom headers go along with a followed redirect, so anywhere else would hand
+    them to a host the caller never named, perhaps in plain text. Raises
+    :class:`~.errors.RedirectRefused` (the target masked) otherwise.
+    """
+    origin = urlsplit(current)
+    try:
+        target = urlsplit(urljoin(current, location.strip()))
+        host = target.hostname or ""
+        _ = target.port  # raises ValueError for a port out of range
+    except ValueError:  # a malformed Location (an unclosed IPv6 bracket, a bad port)
+        target, host = urlsplit(""), ""
+    shown = redact_text(redact_url(urlunsplit(target)) or repr(location[:200]), *secrets)
+    scheme = target.scheme.lower()
+    if scheme not in _STRENGTH or not host:
+        reason = "not a WebSocket URL"
+    elif host.lower() != (origin.hostname or "").lower():
+        reason = "another host"
+    elif _STRENGTH[scheme] < _STRENGTH[origin.scheme.lower()]:
+        reason = "a weaker scheme"
+    else:
+        return urlunsplit(target._replace(scheme=_WS_SCHEME[scheme]))
+    raise RedirectRefused(
+        f"the WebSocket handshake with {redact_text(redact_url(current), *secrets)} was "
+        f"redirected to {shown} ({reason}); not followed, so nothing was sent there",
+        shown,
+    )

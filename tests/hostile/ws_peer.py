@@ -13,6 +13,7 @@ and the socket calls fail once the peer stops, so no thread outlives the test.
 import base64
 import hashlib
 import json
+import select
 import socket
 import struct
 import threading
@@ -304,3 +305,9 @@ def server_frame(wire_type: str, **fields: Any) -> Dict[str, Any]:
 
 
 _NOW = "2026-12-03T10:00:00Z"
+
+
+def client_has_sent(peer: PeerConnection, timeout: float) -> bool:
+    """True if the client has sent something the peer has not read yet (waits up to
+    ``timeout``): lets a peer that streams stop as soon as the client answers."""
+    return bool(peer._buffer) or bool(select.select([peer.sock], [], [], timeout)[0])
