@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import websocket
 
-from .errors import ConnectionClosedError, OperationTimeout
+from .errors import ConnectionClosedError, HandshakeRefused, OperationTimeout
 from .redact import redact_text, redact_url
 from .urls import redirect_target
 
@@ -178,8 +178,9 @@ class Connection:
                 f"{response.status}) without a Location"
             )
         if isinstance(failure, websocket.WebSocketBadStatusException):
-            raise ConnectionClosedError(
-                f"WebSocket handshake with {self.display_url} refused: {self._refusal(failure)}"
+            raise HandshakeRefused(
+                f"WebSocket handshake with {self.display_url} refused: {self._refusal(failure)}",
+                int(failure.status_code),
             )
         raise ConnectionClosedError(f"cannot connect to {self.display_url}: {self._clean(failure)}")
 

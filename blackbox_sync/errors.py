@@ -172,6 +172,14 @@ def server_error_for(message: str, data: "Optional[dict[str, Any]]" = None) -> S
     return ServerError(message, data)
 
 
+class HandshakeRefused(ConnectionClosedError):
+    """The server answered the WebSocket upgrade with an HTTP error (``status``, e.g. 403)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class RedirectRefused(ConnectionClosedError):
     """The WebSocket handshake was redirected to another host or to a weaker scheme
     (``wss://`` → ``ws://``), and the redirect was not followed: nothing, the credentials

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
-import websocket
 
 from blackbox_sync.conversation import Conversation
 from blackbox_sync.errors import (
@@ -25,6 +24,7 @@ from blackbox_sync.errors import (
     AuthenticationError,
     BlackBoxError,
     ConnectionClosedError,
+    HandshakeRefused,
     OperationTimeout,
     ServerError,
 )
@@ -114,12 +114,8 @@ def classify(exc: BaseException, phase: str, step: Optional[int] = None) -> Erro
 
 def http_status(exc: BaseException) -> Optional[int]:
     """The HTTP status behind ``exc``: a REST answer's, or a refused WebSocket handshake's."""
-    if isinstance(exc, ApiError):
+    if isinstance(exc, (ApiError, HandshakeRefused)):
         return exc.status
-    # The connection raises its own error `from None`; the refusal it replaces stays the context.
-    refusal = exc.__context__
-    if isinstance(refusal, websocket.WebSocketBadStatusException):
-        return int(refusal.status_code)
     return None
 
 

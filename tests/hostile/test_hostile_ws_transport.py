@@ -120,7 +120,9 @@ def test_a_refusal_that_echoes_the_token_names_the_status_and_masks_it(hostile_w
         peer.send_raw(head.encode() + body)
 
     server = hostile_ws(script)
-    error = connect_fails(conversation(server), 2.0, bb.ConnectionClosedError)
+    error = connect_fails(conversation(server), 2.0, bb.HandshakeRefused)
+    assert isinstance(error, bb.HandshakeRefused)
+    assert error.status == 403
     assert "HTTP 403 Forbidden" in str(error)
     assert "Invalid token ***" in str(error)
     assert TOKEN not in str(error)
