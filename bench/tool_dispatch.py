@@ -58,13 +58,16 @@ def blackbox_client(url: str, calls: int) -> None:
     seen = [0]
     conv = bb.Conversation(token="bench", url=url, ping_interval=None)
 
-    def tool(n: int) -> Dict[str, Any]:
-        seen[0] += 1
-        if seen[0] == calls:
-            done.set()
-        return check_order_status(n)
+    def answered(text: str) -> None:
+        # Count answers as they go out: closing once the last tool returned could cut off its
+        # answer, which the server is still waiting for.
+        if '"websocketToolResponse"' in text:
+            seen[0] += 1
+            if seen[0] == calls:
+                done.set()
 
-    conv.tool("checkOrderStatus", tool)
+    conv.tool("checkOrderStatus", check_order_status)
+    conv.on_frame_sent(answered)
     conv.connect(timeout=10)
     if not done.wait(120):
         raise RuntimeError(f"only {seen[0]} of {calls} tool calls arrived")
