@@ -1,7 +1,7 @@
 """Soak figures outside pytest: sequential and concurrent conversations under random faults.
 
-The same run as ``tests/test_soak.py`` (``blackbox_sync.testing.fault_soak``), printing the
-outcomes, the faults fired, threads, open file descriptors, RSS and live Python heap.
+The same run as ``tests/e2e/conversation/test_soak.py`` (``blackbox_sync.testing.faults.soak``),
+printing the outcomes, the faults fired, threads, open file descriptors, RSS and live Python heap.
 
     python bench/soak.py [--sequential 1000] [--concurrent 200] [--rate 0.05] [--seed 20260601]
 """
@@ -11,7 +11,7 @@ import logging
 import sys
 
 from blackbox_sync.testing import Emulator
-from blackbox_sync.testing.fault_soak import soak
+from blackbox_sync.testing.faults.soak import soak
 
 
 def main() -> int:

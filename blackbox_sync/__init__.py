@@ -9,9 +9,11 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .conversation import Conversation
-from .errors import (
+from blackbox_sync import _moved
+from blackbox_sync._version import __version__
+from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.conversation.reconnect import ReconnectPolicy
+from blackbox_sync.errors import (
     ApiError,
     AskTimeout,
     AuthenticationError,
@@ -29,7 +31,7 @@ from .errors import (
     ToolError,
     UsageError,
 )
-from .messages import (
+from blackbox_sync.protocol.messages import (
     ConversationResult,
     ErrorMessage,
     Event,
@@ -48,15 +50,15 @@ from .messages import (
     ToolResponse,
     UnknownMessage,
 )
-from .reconnect import ReconnectPolicy
-from .redact import RedactingHandler
-from .reply import Reply, Transcript, TurnEnd
-from .state import Phase, TurnRule
+from blackbox_sync.protocol.reply import Reply, Transcript, TurnEnd
+from blackbox_sync.protocol.state import Phase, TurnRule
+from blackbox_sync.redact import RedactingHandler
 
 if TYPE_CHECKING:
-    from . import webhooks
-    from .rest import ApiConnectionError, Client, RetryPolicy
-    from .voice import VoiceCall
+    from blackbox_sync.rest import ApiConnectionError, Client, RetryPolicy, webhooks
+    from blackbox_sync.voice import VoiceCall
+
+_moved.install()
 
 # Silent unless the application configures logging, and every record redacted on its way up.
 logging.getLogger("blackbox_sync").addHandler(RedactingHandler())
@@ -67,7 +69,7 @@ _LAZY = {
     "Client": "blackbox_sync.rest",
     "RetryPolicy": "blackbox_sync.rest",
     "ApiConnectionError": "blackbox_sync.rest",
-    "webhooks": "blackbox_sync.webhooks",
+    "webhooks": "blackbox_sync.rest.webhooks",
     "VoiceCall": "blackbox_sync.voice",
 }
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from blackbox_sync.cli.app import main
 
 sys.exit(main())

@@ -18,7 +18,7 @@ from datetime import datetime
 from html import escape
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .messages import (
+from blackbox_sync.protocol.messages import (
     ConversationResult,
     ErrorMessage,
     Event,
@@ -35,7 +35,7 @@ from .messages import (
     ToolResponse,
     UnknownMessage,
 )
-from .reply import Reply
+from blackbox_sync.protocol.reply import Reply
 
 __all__ = ["message_html", "reply_html", "result_html", "transcript_html"]
 

@@ -8,10 +8,10 @@ exception is made.
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from .redact import redact_json, redact_text
+from blackbox_sync.redact import redact_json, redact_text
 
 if TYPE_CHECKING:
-    from .reply import Reply
+    from blackbox_sync.protocol.reply import Reply
 
 
 class BlackBoxError(Exception):

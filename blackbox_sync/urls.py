@@ -5,8 +5,8 @@ import os
 from typing import Optional
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from .errors import RedirectRefused, UsageError
-from .redact import redact_text, redact_url
+from blackbox_sync.errors import RedirectRefused, UsageError
+from blackbox_sync.redact import redact_text, redact_url
 
 DEFAULT_BASE_URL = "https://blackbox.dasha.ai"
 BASE_URL_ENV = "BLACKBOX_BASE_URL"

@@ -17,8 +17,8 @@ from typing import Dict, Set
 
 from flask import Flask
 
-from blackbox_sync import webhooks
 from blackbox_sync.contrib.flask import webhook_view
+from blackbox_sync.rest import webhooks
 
 hooks = webhooks.WebhookHandler(
     required_headers={"X-Webhook-Secret": os.environ.get("WEBHOOK_SECRET", "change-me")}

@@ -39,8 +39,7 @@ def main() -> None:
             token = os.environ["BLACKBOX_TOKEN"]
             base_url = os.environ.get("BLACKBOX_BASE_URL")
         else:
-            from blackbox_sync.testing import Emulator, Rule, ScriptedAgent
-            from blackbox_sync.testing.voice import EmulatorVoice
+            from blackbox_sync.testing import Emulator, EmulatorVoice, Rule, ScriptedAgent
 
             rules = [
                 Rule("order", "It shipped yesterday."),

@@ -4,7 +4,7 @@
 
     # urls.py
     from blackbox_sync.contrib.django import webhook_view
-    from myapp.hooks import hooks  # a blackbox_sync.webhooks.WebhookHandler
+    from myapp.hooks import hooks  # a blackbox_sync.rest.webhooks.WebhookHandler
 
     urlpatterns = [path("blackbox/webhook", webhook_view(hooks))]
 
@@ -15,7 +15,7 @@ with ``WebhookHandler(required_headers=...)`` and a secret header in the agent's
 import importlib
 from typing import Any, Callable
 
-from blackbox_sync.webhooks import WebhookHandler
+from blackbox_sync.rest.webhooks import WebhookHandler
 
 
 def webhook_view(handler: WebhookHandler) -> Callable[[Any], Any]:

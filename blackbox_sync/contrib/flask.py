@@ -2,7 +2,7 @@
 
 ::
 
-    from blackbox_sync.webhooks import WebhookHandler
+    from blackbox_sync.rest.webhooks import WebhookHandler
     from blackbox_sync.contrib.flask import webhook_view
 
     hooks = WebhookHandler()
@@ -18,7 +18,7 @@ import importlib
 import json
 from typing import Any, Callable
 
-from blackbox_sync.webhooks import WebhookHandler
+from blackbox_sync.rest.webhooks import WebhookHandler
 
 
 def webhook_view(handler: WebhookHandler, *, name: str = "blackbox_webhook") -> Callable[[], Any]:

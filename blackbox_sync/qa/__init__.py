@@ -11,10 +11,10 @@ report format (JUnit XML, HTML, CSV, Markdown) is written from the same result m
 Needs the ``qa`` extra (PyYAML, jsonschema, tqdm); pandas is optional.
 """
 
-from .assertions import Observed, Outcome, ToolSeen
-from .judge import JudgeCache, JudgeRequest, Verdict
-from .loader import load_suite, load_suite_data
-from .report import (
+from blackbox_sync.qa.assertions import Observed, Outcome, ToolSeen
+from blackbox_sync.qa.judge import JudgeCache, JudgeRequest, Verdict
+from blackbox_sync.qa.loader import load_suite, load_suite_data
+from blackbox_sync.qa.report import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_FAILED_AND_ERROR,
@@ -24,13 +24,31 @@ from .report import (
     EXIT_USAGE,
     RunReport,
 )
-from .results import SCHEMA, Attempt, CaseResult, CheckResult, Entry, Status, TurnRecord
-from .runner import run
-from .schema import SUITE_SCHEMA
-from .sources import SuiteFileError
-from .spec import Case, Check, PassIf, Settings, Step, Suite, Timeouts, ToolScript, TurnEndSpec
-from .stopping import RunInterrupted
-from .targets import EmulatorTarget, LiveTarget, Target, hosted_emulator
+from blackbox_sync.qa.results import (
+    SCHEMA,
+    Attempt,
+    CaseResult,
+    CheckResult,
+    Entry,
+    Status,
+    TurnRecord,
+)
+from blackbox_sync.qa.runner import run
+from blackbox_sync.qa.schema import SUITE_SCHEMA
+from blackbox_sync.qa.sources import SuiteFileError
+from blackbox_sync.qa.spec import (
+    Case,
+    Check,
+    PassIf,
+    Settings,
+    Step,
+    Suite,
+    Timeouts,
+    ToolScript,
+    TurnEndSpec,
+)
+from blackbox_sync.qa.stopping import RunInterrupted
+from blackbox_sync.qa.targets import EmulatorTarget, LiveTarget, Target, hosted_emulator
 
 __all__ = [
     "EXIT_ERROR",

@@ -10,10 +10,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
-from . import refs, templates
-from .judge import Judge, JudgeRequest, cache_for
-from .results import CheckResult, Entry
-from .spec import Check
+from blackbox_sync.qa import refs, templates
+from blackbox_sync.qa.judge import Judge, JudgeRequest, cache_for
+from blackbox_sync.qa.results import CheckResult, Entry
+from blackbox_sync.qa.spec import Check
 
 
 class InfraError(Exception):

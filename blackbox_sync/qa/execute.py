@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
 
-from blackbox_sync.conversation import Conversation
+from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import (
     ApiError,
     AskTimeout,
@@ -28,7 +28,7 @@ from blackbox_sync.errors import (
     OperationTimeout,
     ServerError,
 )
-from blackbox_sync.messages import (
+from blackbox_sync.protocol.messages import (
     ConversationResult,
     ErrorMessage,
     Event,
@@ -38,8 +38,29 @@ from blackbox_sync.messages import (
     ToolRequest,
     UnknownMessage,
 )
-from blackbox_sync.reply import Reply
-from blackbox_sync.state import Phase, TurnRule
+from blackbox_sync.protocol.reply import Reply
+from blackbox_sync.protocol.state import Phase, TurnRule
+from blackbox_sync.qa import refs, templates
+from blackbox_sync.qa.assertions import (
+    CheckEnv,
+    InfraError,
+    Observed,
+    ToolSeen,
+    evaluate,
+    weighted_score,
+)
+from blackbox_sync.qa.results import (
+    Attempt,
+    CheckResult,
+    Entry,
+    ErrorInfo,
+    Status,
+    TurnRecord,
+    redact_attempt,
+)
+from blackbox_sync.qa.spec import Case, Check, Step, ToolScript
+from blackbox_sync.qa.targets import known_secrets
+from blackbox_sync.qa.voicecall import Heard, VoiceUnavailable, exchange, open_call
 from blackbox_sync.voice import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -49,13 +70,6 @@ from blackbox_sync.voice import (
     VoiceTimeout,
     WavSource,
 )
-
-from . import refs, templates
-from .assertions import CheckEnv, InfraError, Observed, ToolSeen, evaluate, weighted_score
-from .results import Attempt, CheckResult, Entry, ErrorInfo, Status, TurnRecord, redact_attempt
-from .spec import Case, Check, Step, ToolScript
-from .targets import known_secrets
-from .voicecall import Heard, VoiceUnavailable, exchange, open_call
 
 
 @attrs.define

@@ -12,16 +12,16 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Union
 
 import jsonschema
 
-from . import refs, templates
-from .schema import (
+from blackbox_sync.qa import refs, templates
+from blackbox_sync.qa.schema import (
     CHECK_MODIFIERS,
     CHECK_TYPES,
     CONVERSATION_CHECKS,
     SUITE_SCHEMA,
     VOICE_CHECKS,
 )
-from .sources import Path_, Problem, Source, SuiteFileError, read
-from .spec import (
+from blackbox_sync.qa.sources import Path_, Problem, Source, SuiteFileError, read
+from blackbox_sync.qa.spec import (
     STEP_KINDS,
     Case,
     Check,

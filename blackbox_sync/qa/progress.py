@@ -9,8 +9,8 @@ import importlib.util
 import sys
 from typing import Any, Dict, Optional, TextIO
 
-from .reports.common import runs_text
-from .results import CaseResult, Status
+from blackbox_sync.qa.reports.common import runs_text
+from blackbox_sync.qa.results import CaseResult, Status
 
 MODES = ("auto", "bar", "lines", "none")
 

@@ -11,12 +11,12 @@ from typing import Any, Dict, List, Optional, Union
 
 import attrs
 
-from .reports import csvtable, htmlpage
-from .reports import junit as junit_report
-from .reports import markdown as markdown_report
-from .reports.common import counts
-from .results import CaseResult, RunInfo, Status, dumps
-from .store import read_jsonl
+from blackbox_sync.qa.reports import csvtable, htmlpage
+from blackbox_sync.qa.reports import junit as junit_report
+from blackbox_sync.qa.reports import markdown as markdown_report
+from blackbox_sync.qa.reports.common import counts
+from blackbox_sync.qa.results import CaseResult, RunInfo, Status, dumps
+from blackbox_sync.qa.store import read_jsonl
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -12,16 +12,15 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 import attrs
 
 from blackbox_sync._version import __version__
-
-from . import stopping
-from .loader import load_suite
-from .progress import Progress
-from .report import RunReport
-from .results import CaseResult, RunInfo
-from .scheduler import CaseTask, Scheduler
-from .spec import Case, Suite
-from .store import JsonlSink, keys_to_skip, read_jsonl
-from .targets import EmulatorTarget, hosted_emulator
+from blackbox_sync.qa import stopping
+from blackbox_sync.qa.loader import load_suite
+from blackbox_sync.qa.progress import Progress
+from blackbox_sync.qa.report import RunReport
+from blackbox_sync.qa.results import CaseResult, RunInfo
+from blackbox_sync.qa.scheduler import CaseTask, Scheduler
+from blackbox_sync.qa.spec import Case, Suite
+from blackbox_sync.qa.store import JsonlSink, keys_to_skip, read_jsonl
+from blackbox_sync.qa.targets import EmulatorTarget, hosted_emulator
 
 SuiteSource = Union[Suite, str, "os.PathLike[str]"]
 CaseKey = Tuple[str, str]

@@ -18,10 +18,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from .execute import AttemptJob, now_iso, run_attempt
-from .results import Attempt, CaseResult, ErrorInfo, Repeat, Status, redact_attempt
-from .spec import Case
-from .targets import known_secrets
+from blackbox_sync.qa.execute import AttemptJob, now_iso, run_attempt
+from blackbox_sync.qa.results import Attempt, CaseResult, ErrorInfo, Repeat, Status, redact_attempt
+from blackbox_sync.qa.spec import Case
+from blackbox_sync.qa.targets import known_secrets
 
 MAX_BACKOFF_S = 30.0
 STOP_GRACE_S = 5.0

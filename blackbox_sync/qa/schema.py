@@ -9,7 +9,7 @@ show when a ``oneOf`` fails, instead of the validator's generic one.
 
 from typing import Any, Dict, List
 
-from .spec import CALL_TYPES
+from blackbox_sync.qa.spec import CALL_TYPES
 
 SCHEMA_ID = "https://blackbox-sync.invalid/schemas/qa-suite-1.json"
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
 
-from blackbox_sync.state import TurnRule
+from blackbox_sync.protocol.state import TurnRule
 
 STEP_KINDS = ("user", "user_audio", "expect_agent", "wait", "terminate")
 CALL_TYPES = ("chat", "webCall")

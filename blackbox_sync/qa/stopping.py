@@ -14,9 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 
 import attrs
 
-from blackbox_sync.conversation import Conversation
-
-from .report import RunReport
+from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.qa.report import RunReport
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from .results import CaseResult, RunInfo, Status, case_from_dict, dumps
+from blackbox_sync.qa.results import CaseResult, RunInfo, Status, case_from_dict, dumps
 
 Key = Tuple[str, str]
 

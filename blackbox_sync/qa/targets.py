@@ -13,10 +13,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tupl
 
 import attrs
 
-from blackbox_sync.conversation import Conversation
+from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.qa.spec import Suite
 from blackbox_sync.redact import redact_url
-
-from .spec import Suite
 
 
 class Target(Protocol):
@@ -106,7 +105,7 @@ def _voice_mode(suites: List[Suite]) -> Any:
     if not any(c.settings.call_type == "webCall" for s in suites for c in s.cases):
         return None
     try:
-        from blackbox_sync.testing.voice import EmulatorVoice
+        from blackbox_sync.testing.voice.calls import EmulatorVoice
 
         return EmulatorVoice()
     except ImportError:

@@ -1,11 +1,11 @@
 """The BlackBox REST API (PROTOCOL.md §8): ``Client`` and its models, one module per API area."""
 
-from ._base import PagingError
-from ._deadline import DeadlineAdapter
-from .agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
-from .call_results import CallResult, CallResultsPage
-from .calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
-from .chats import (
+from blackbox_sync.rest._base import PagingError
+from blackbox_sync.rest._deadline import DeadlineAdapter
+from blackbox_sync.rest.agents import Agent, AgentConfig, AgentTool, LlmConfig, WebhookSettings
+from blackbox_sync.rest.call_results import CallResult, CallResultsPage
+from blackbox_sync.rest.calls import Call, CallQueue, CallRequest, CallStatistics, CallStatus
+from blackbox_sync.rest.chats import (
     ChatMessage,
     ChatSession,
     ChatToolCall,
@@ -14,8 +14,8 @@ from .chats import (
     TextChatSession,
     new_idempotency_key,
 )
-from .client import Client
-from .http import (
+from blackbox_sync.rest.client import Client
+from blackbox_sync.rest.http import (
     ApiConnectionError,
     ApiRedirectError,
     ApiResponseError,
@@ -24,8 +24,8 @@ from .http import (
     ResponseTooLargeError,
     RetryPolicy,
 )
-from .misc import Concurrency, McpVerification, WebhookTestResult
-from .web_integrations import (
+from blackbox_sync.rest.misc import Concurrency, McpVerification, WebhookTestResult
+from blackbox_sync.rest.web_integrations import (
     Features,
     IntegrationDiscovery,
     IntegrationFeature,

@@ -15,9 +15,8 @@ from typing import (
 from urllib.parse import quote
 
 from blackbox_sync.errors import ProtocolError
-
-from ._model import Model, decode, decode_list, deep_merge
-from .http import HttpTransport, Params
+from blackbox_sync.rest.http import HttpTransport, Params
+from blackbox_sync.rest.model import Model, decode, decode_list, deep_merge
 
 M = TypeVar("M", bound=Model)
 P = TypeVar("P")

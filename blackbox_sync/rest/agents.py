@@ -5,10 +5,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import attrs
 
-from blackbox_sync.convert import LooseStr
-
-from ._base import Pager, Resource, drop_none, path
-from ._model import Model
+from blackbox_sync.protocol.codec import LooseStr
+from blackbox_sync.rest._base import Pager, Resource, drop_none, path
+from blackbox_sync.rest.model import Model
 
 
 @attrs.define

@@ -6,10 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import attrs
 
-from blackbox_sync.convert import LooseStr, unstructure
-
-from ._base import Pager, Resource, drop_none
-from ._model import Model
+from blackbox_sync.protocol.codec import LooseStr, unstructure
+from blackbox_sync.rest._base import Pager, Resource, drop_none
+from blackbox_sync.rest.model import Model
 
 
 @attrs.define

@@ -5,11 +5,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
-from blackbox_sync.convert import LooseStr, unstructure
 from blackbox_sync.errors import ConflictError, NotFoundError
-
-from ._base import Pager, Resource, drop_none, path
-from ._model import Model
+from blackbox_sync.protocol.codec import LooseStr, unstructure
+from blackbox_sync.rest._base import Pager, Resource, drop_none, path
+from blackbox_sync.rest.model import Model
 
 
 class CallStatus:

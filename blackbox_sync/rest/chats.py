@@ -11,10 +11,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
-from blackbox_sync.convert import LooseStr, utcnow
-
-from ._base import Resource, drop_none, path
-from ._model import Model, snake_case
+from blackbox_sync.protocol.codec import LooseStr, utcnow
+from blackbox_sync.rest._base import Resource, drop_none, path
+from blackbox_sync.rest.model import Model, snake_case
 
 
 @snake_case

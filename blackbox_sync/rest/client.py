@@ -7,18 +7,23 @@ import requests
 
 from blackbox_sync.errors import AuthenticationError
 from blackbox_sync.redact import Secret
+from blackbox_sync.rest.agents import Agents
+from blackbox_sync.rest.call_results import CallResults
+from blackbox_sync.rest.calls import Calls
+from blackbox_sync.rest.chats import Chats, TextChat
+from blackbox_sync.rest.http import (
+    MAX_RESPONSE_BYTES,
+    HttpTransport,
+    InvalidUrlError,
+    RetryPolicy,
+    shown_url,
+)
+from blackbox_sync.rest.misc import Misc
+from blackbox_sync.rest.web_integrations import WebIntegrations
 from blackbox_sync.urls import base_url_from, check_transport_security
 
-from .agents import Agents
-from .call_results import CallResults
-from .calls import Calls
-from .chats import Chats, TextChat
-from .http import MAX_RESPONSE_BYTES, HttpTransport, InvalidUrlError, RetryPolicy, shown_url
-from .misc import Misc
-from .web_integrations import WebIntegrations
-
 if TYPE_CHECKING:
-    from blackbox_sync.conversation import Conversation
+    from blackbox_sync.conversation.facade import Conversation
 
 API_KEY_ENV = "BLACKBOX_API_KEY"
 
@@ -128,7 +133,7 @@ class Client:
         Extra keyword arguments go to :class:`~blackbox_sync.Conversation`.
         """
         # The WebSocket layer is loaded only when a conversation is asked for.
-        from blackbox_sync.conversation import Conversation
+        from blackbox_sync.conversation.facade import Conversation
 
         return Conversation(
             api_key=self._api_key.reveal(),

@@ -27,7 +27,6 @@ from urllib3.exceptions import (
 )
 
 from blackbox_sync._version import __version__
-from blackbox_sync.convert import format_timestamp
 from blackbox_sync.errors import (
     ApiAuthenticationError,
     ApiError,
@@ -38,10 +37,10 @@ from blackbox_sync.errors import (
     RateLimitError,
     UsageError,
 )
+from blackbox_sync.protocol.codec import format_timestamp
 from blackbox_sync.redact import SECRET_PARAMS, Secret, redact_json, redact_text, redact_url
+from blackbox_sync.rest._deadline import DeadlineAdapter, Watchdog, cut_on_this_thread
 from blackbox_sync.urls import http_base
-
-from ._deadline import DeadlineAdapter, Watchdog, cut_on_this_thread
 
 log = logging.getLogger("blackbox_sync.rest")
 

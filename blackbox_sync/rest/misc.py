@@ -5,8 +5,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import attrs
 
-from ._base import Resource, drop_none
-from ._model import Model
+from blackbox_sync.rest._base import Resource, drop_none
+from blackbox_sync.rest.model import Model
 
 
 @attrs.define

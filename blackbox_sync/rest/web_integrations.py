@@ -10,12 +10,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
-from blackbox_sync.convert import KEEP_NONE, LooseStr, unstructure
 from blackbox_sync.errors import ConflictError, NotFoundError
+from blackbox_sync.protocol.codec import KEEP_NONE, LooseStr, unstructure
 from blackbox_sync.redact import remember
-
-from ._base import Resource, drop_none, path
-from ._model import Model
+from blackbox_sync.rest._base import Resource, drop_none, path
+from blackbox_sync.rest.model import Model
 
 
 class Features:

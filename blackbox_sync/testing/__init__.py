@@ -6,8 +6,9 @@ classes and the pytest plugin load without it.
 
 from typing import TYPE_CHECKING, Any
 
-from . import faults
-from .agent import (
+from blackbox_sync.testing import faults
+from blackbox_sync.testing.agents.file import AgentFileError
+from blackbox_sync.testing.agents.scripted import (
     Agent,
     AgentContext,
     CallTool,
@@ -19,8 +20,7 @@ from .agent import (
     ScriptedAgent,
     SendRaw,
 )
-from .agent_file import AgentFileError
-from .faults import (
+from blackbox_sync.testing.faults import (
     HANDSHAKE,
     OPEN,
     Close,
@@ -41,12 +41,17 @@ from .faults import (
     Replace,
     Stall,
 )
-from .options import EmulatorOptions
-from .records import ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
-from .voice import EmulatorVoice, VoiceCallRecord
+from blackbox_sync.testing.options import EmulatorOptions
+from blackbox_sync.testing.records import (
+    ConversationRecord,
+    FrameRecord,
+    TokenGrant,
+    ToolCallRecord,
+)
+from blackbox_sync.testing.voice.calls import EmulatorVoice, VoiceCallRecord
 
 if TYPE_CHECKING:
-    from .emulator import Emulator, serve
+    from blackbox_sync.testing.emulator import Emulator, serve
 
 __all__ = [
     "HANDSHAKE",
@@ -94,7 +99,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("Emulator", "serve"):
-        from . import emulator
+        from blackbox_sync.testing import emulator
 
         return getattr(emulator, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ import re
 from typing import Collection, Mapping, Optional
 from urllib.parse import urlsplit
 
-from .records import TokenGrant
+from blackbox_sync.testing.records import TokenGrant
 
 MISSING_TOKEN = "Missing token"
 INVALID_TOKEN = "Invalid token"

@@ -9,7 +9,7 @@
 
 Thread model
     One daemon thread runs an asyncio loop (:attr:`Emulator.loop`) with the aiohttp application;
-    every socket, every :class:`~.ws_session.WsSession` and every REST handler runs there. All
+    every socket, every :class:`~.ws.session.WsSession` and every REST handler runs there. All
     state shared with other threads (tokens, API keys, agents, records, frames, armed faults)
     lives on the :class:`Emulator` and is guarded by one re-entrant lock, :attr:`Emulator.lock`;
     :attr:`Emulator.changed`, a condition on that lock, is notified on every change, and the
@@ -55,20 +55,26 @@ import attrs
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from blackbox_sync.convert import utcnow
 from blackbox_sync.errors import BlackBoxError, UsageError
+from blackbox_sync.protocol.codec import utcnow
 from blackbox_sync.redact import redact_url
-
-from . import auth, rest_api
-from .agent import Agent, ScriptedAgent
-from .fault_engine import ArmedFault, FaultEngine
-from .faults import ConnectionFault, DropAfter, Fault, FaultFiring
-from .options import EmulatorOptions
-from .records import FAILED, ConversationRecord, FrameRecord, TokenGrant, ToolCallRecord
-from .ws_session import CLOSE_GOING_AWAY, InitInfo, WsSession
+from blackbox_sync.testing import auth
+from blackbox_sync.testing.agents.scripted import Agent, ScriptedAgent
+from blackbox_sync.testing.faults.catalogue import ConnectionFault, DropAfter, Fault, FaultFiring
+from blackbox_sync.testing.faults.engine import ArmedFault, FaultEngine
+from blackbox_sync.testing.options import EmulatorOptions
+from blackbox_sync.testing.records import (
+    FAILED,
+    ConversationRecord,
+    FrameRecord,
+    TokenGrant,
+    ToolCallRecord,
+)
+from blackbox_sync.testing.rest import api as rest_api
+from blackbox_sync.testing.ws.session import CLOSE_GOING_AWAY, InitInfo, WsSession
 
 if TYPE_CHECKING:
-    from .voice import EmulatorVoice
+    from blackbox_sync.testing.voice.calls import EmulatorVoice
 
 log = logging.getLogger("blackbox_sync.testing")
 
@@ -588,7 +594,7 @@ class Emulator:
         data: Any,
         kind: Optional[str],
     ) -> None:
-        """File a frame (armed faults are applied by the session, see fault_engine.py)."""
+        """File a frame (armed faults are applied by the session, see faults/engine.py)."""
         record = session.record
         frame = FrameRecord(
             direction=direction,

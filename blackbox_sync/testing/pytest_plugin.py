@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 import pytest
 
 if TYPE_CHECKING:
-    from .emulator import Emulator
+    from blackbox_sync.testing.emulator import Emulator
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def blackbox_emulator(blackbox_agent: Optional[Any]) -> Iterator["Emulator"]:
     """A running :class:`~blackbox_sync.testing.Emulator` on a free loopback port, stopped after
     the test (no connection or thread outlives it)."""
     try:
-        from .emulator import Emulator
+        from blackbox_sync.testing.emulator import Emulator
     except ImportError as exc:
         pytest.fail(
             f"the blackbox_emulator fixture needs aiohttp ({exc}); "

@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import attrs
 
-from blackbox_sync.convert import utcnow
+from blackbox_sync.protocol.codec import utcnow
 
 RUNNING = "Running"
 COMPLETED = "Completed"

@@ -18,7 +18,7 @@ the SDP rewriting and the turn model do not.
 
 from typing import TYPE_CHECKING, Any
 
-from .audio import (
+from blackbox_sync.voice.audio import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
     AudioSource,
@@ -34,12 +34,12 @@ from .audio import (
     tone,
     write_wav,
 )
-from .errors import VoiceError, VoiceTimeout
-from .sdp import SdpError
-from .turns import AgentTurn
+from blackbox_sync.voice.errors import VoiceError, VoiceTimeout
+from blackbox_sync.voice.sdp import SdpError
+from blackbox_sync.voice.turns import AgentTurn
 
 if TYPE_CHECKING:
-    from .call import Playback, VoiceCall
+    from blackbox_sync.voice.call import Playback, VoiceCall
 
 _LAZY = ("Playback", "VoiceCall")
 
@@ -70,7 +70,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         try:
-            from . import call
+            from blackbox_sync.voice import call
         except ImportError as exc:  # aiortc (or PyAV) missing
             raise ImportError(
                 f"blackbox_sync.voice.{name} needs aiortc: pip install 'blackbox-sync[voice]' "

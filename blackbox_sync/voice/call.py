@@ -20,13 +20,12 @@ import time
 import wave
 from typing import Any, Callable, Deque, List, Optional, Sequence, Set, Union
 
-from blackbox_sync.conversation import Conversation
+from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import BlackBoxError, ConnectionClosedError
-from blackbox_sync.messages import SdpAnswer, SdpInvite, TextMessage
-
-from . import _ice, sdp
-from ._media import FrameReader, PacedTrack, place, prefer_g711
-from .audio import (
+from blackbox_sync.protocol.messages import SdpAnswer, SdpInvite, TextMessage
+from blackbox_sync.voice import ice as _ice
+from blackbox_sync.voice import sdp
+from blackbox_sync.voice.audio import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
     SAMPLE_WIDTH,
@@ -37,8 +36,9 @@ from .audio import (
     level_dbfs,
     write_wav,
 )
-from .errors import VoiceError, VoiceTimeout
-from .turns import AgentTurn, TurnTracker
+from blackbox_sync.voice.errors import VoiceError, VoiceTimeout
+from blackbox_sync.voice.media import FrameReader, PacedTrack, place, prefer_g711
+from blackbox_sync.voice.turns import AgentTurn, TurnTracker
 
 log = logging.getLogger("blackbox_sync.voice")
 

@@ -37,9 +37,9 @@ if __package__ in (None, ""):  # run as a script: make `flask_app` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import blackbox_sync as bb
-from blackbox_sync import webhooks
 from blackbox_sync.contrib.conversations import ConversationRegistry
 from blackbox_sync.contrib.flask import webhook_view
+from blackbox_sync.rest import webhooks
 from flask_app import order_tools
 
 DEFAULTS: Dict[str, Any] = {

@@ -7,7 +7,7 @@ from typing import Iterator, List, Tuple
 import pytest
 from qa_peer import Peer
 
-from blackbox_sync.cli import main
+from blackbox_sync.cli.app import main
 
 TOKEN = "tok-" + "c0de" * 6
 

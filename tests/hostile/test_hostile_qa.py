@@ -13,7 +13,7 @@ import pytest
 from qa_peer import MINTED, Peer
 
 from blackbox_sync import qa
-from blackbox_sync.qa.cli import main as qa_main
+from blackbox_sync.cli.qa import main as qa_main
 
 TOKEN = "tok-" + "5e1f" * 6
 API_KEY = "key-" + "a7b2" * 6

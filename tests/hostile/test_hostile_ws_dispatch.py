@@ -9,11 +9,11 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import psutil
 import pytest
+from testkit import ROOT
 from ws_peer import HostileServer, PeerConnection, server_frame
 
 import blackbox_sync as bb
@@ -21,7 +21,7 @@ import blackbox_sync as bb
 Start = Callable[[Callable[[PeerConnection], None]], HostileServer]
 
 TOKEN = "tok-9f8e7d6c5b4a-secret"
-HERE = Path(__file__).resolve().parent
+SUPPORT = ROOT / "tests" / "support"  # ws_peer, for the subprocesses
 
 
 def conversation(server: HostileServer, **options: Any) -> bb.Conversation:
@@ -304,7 +304,7 @@ def test_a_raising_callback_is_kept_in_errors_and_reported(hostile_ws: Start) ->
 
 def run_child(code: str, timeout: float = 20) -> "subprocess.CompletedProcess[str]":
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")])
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,

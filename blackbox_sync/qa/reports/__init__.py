@@ -1,5 +1,5 @@
 """Report writers: JUnit XML, HTML, CSV and Markdown, all from the canonical result model."""
 
-from . import csvtable, htmlpage, junit, markdown
+from blackbox_sync.qa.reports import csvtable, htmlpage, junit, markdown
 
 __all__ = ["csvtable", "htmlpage", "junit", "markdown"]

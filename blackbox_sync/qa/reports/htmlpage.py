@@ -10,9 +10,15 @@ from html import escape
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
+from blackbox_sync.qa.reports.common import (
+    counts,
+    entry_text,
+    ms,
+    runs_text,
+    turn_end_text,
+    turn_rule_note,
+)
 from blackbox_sync.qa.results import Attempt, CaseResult, CheckResult, Entry, RunInfo, Status
-
-from .common import counts, entry_text, ms, runs_text, turn_end_text, turn_rule_note
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1d1f23}

@@ -12,9 +12,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Union
 
+from blackbox_sync.qa.reports.common import attempt_text, check_line, counts, turn_end_text
 from blackbox_sync.qa.results import CaseResult, RunInfo, Status
-
-from .common import attempt_text, check_line, counts, turn_end_text
 
 # XML 1.0 cannot carry most control characters, whatever the escaping.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

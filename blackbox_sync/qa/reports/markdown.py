@@ -7,9 +7,8 @@ passing conversations are listed only while the table stays short.
 from pathlib import Path
 from typing import List, Union
 
+from blackbox_sync.qa.reports.common import check_line, counts
 from blackbox_sync.qa.results import CaseResult, RunInfo, Status
-
-from .common import check_line, counts
 
 MAX_PASSED_ROWS = 50
 

@@ -22,8 +22,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 import blackbox_sync as bb
-from blackbox_sync import webhooks
 from blackbox_sync.contrib.conversations import ConversationRegistry
+from blackbox_sync.rest import webhooks
 
 from . import order_tools
 

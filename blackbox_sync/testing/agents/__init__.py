@@ -1,0 +1,2 @@
+"""The emulator's agents: scripted rules in Python (:mod:`.scripted`) or in a file
+(:mod:`.file`)."""

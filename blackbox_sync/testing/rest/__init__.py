@@ -1,0 +1,1 @@
+"""The emulator's REST side: routes, handlers, the REST state, text chat and call results."""
