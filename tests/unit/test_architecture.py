@@ -140,9 +140,9 @@ def test_no_module_imports_another_packages_private_module() -> None:
     for name, targets in GRAPH.items():
         for target in targets:
             owner, _, leaf = target.rpartition(".")
-            if leaf.startswith("_") and not leaf.startswith("__"):
-                if not (name == owner or name.startswith(owner + ".")):
-                    offences.append((name, target))
+            private = leaf.startswith("_") and not leaf.startswith("__")
+            if private and not (name == owner or name.startswith(owner + ".")):
+                offences.append((name, target))
     assert offences == []
 
 
