@@ -150,3 +150,39 @@ def test_no_module_imports_another_packages_private_module() -> None:
 def test_every_module_says_what_it_is_for(name: str) -> None:
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
     assert ast.get_docstring(tree), f"{name} has no module docstring"
+
+
+def foreign_private_uses(path: Path) -> List[str]:
+    """``other._name`` uses in ``path`` whose ``_name`` the module does not define itself."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            own.add(node.value)  # __slots__ entries
+    uses = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in own or node.attr in PUBLIC_BY_CONVENTION:
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+            continue
+        uses.append(f"{ast.unparse(node)} (line {node.lineno})")
+    return uses
+
+
+PUBLIC_BY_CONVENTION = {"_replace", "_asdict", "_fields", "_make"}
+"""namedtuple's public methods, underscored to stay out of the field names."""
+
+ADAPTERS = {"blackbox_sync.transport.wsclient"}
+"""The one module allowed to reach into websocket-client's internals."""
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - ADAPTERS))
+def test_no_code_uses_another_modules_private_names(name: str) -> None:
+    assert foreign_private_uses(MODULES[name]) == []
