@@ -39,7 +39,7 @@ from blackbox_sync.protocol.messages import (
     UnknownMessage,
 )
 from blackbox_sync.protocol.reply import Reply
-from blackbox_sync.protocol.state import Phase, TurnRule
+from blackbox_sync.protocol.state import Phase, TurnRule, counts_as_activity
 from blackbox_sync.qa import refs, templates
 from blackbox_sync.qa.assertions import (
     CheckEnv,
@@ -243,7 +243,7 @@ class _AttemptRun:
     def last_activity(self, since: float) -> Optional[float]:
         """The latest agent text or tool frame since ``since`` (voice turns' quiet rule)."""
         with self.lock:
-            times = [t for t, m in self.frames if t >= since and _is_activity(m, self.rule)]
+            times = [t for t, m in self.frames if t >= since and counts_as_activity(m, self.rule)]
         return max(times, default=None)
 
     def wait_for_frame(self, seconds: float) -> None:
@@ -541,11 +541,11 @@ class _AttemptRun:
         texts = [
             m.text
             for _, m in window
-            if isinstance(m, TextMessage) and _is_activity(m, self.rule) and m.text.strip()
+            if isinstance(m, TextMessage) and counts_as_activity(m, self.rule) and m.text.strip()
         ]
         tools = [ToolSeen(m.tool_name, m.args) for _, m in window if isinstance(m, ToolRequest)]
         first_text = next((t for t, m in window if t >= heard.start and _is_text(m)), None)
-        activity = [t for t, m in window if _is_activity(m, self.rule)]
+        activity = [t for t, m in window if counts_as_activity(m, self.rule)]
         if heard.turn.last_audio_at is not None:
             activity.append(heard.turn.last_audio_at)
         answer = _Answer(" ".join(t.strip() for t in texts), texts, tools)
@@ -584,7 +584,7 @@ class _AttemptRun:
         first = next(
             (t for t, m in frames if isinstance(m, TextMessage) and m.from_assistant), None
         )
-        activity = [t for t, m in frames if _is_activity(m, self.rule)]
+        activity = [t for t, m in frames if counts_as_activity(m, self.rule)]
         turn = TurnRecord(
             step=number,
             kind=step.kind,
@@ -721,12 +721,6 @@ class _AttemptRun:
             vars={k: v for k, v in self.vars.items() if k not in ("case_id", "repeat")},
             worker=f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}",
         )
-
-
-def _is_activity(message: Message, rule: TurnRule) -> bool:
-    if isinstance(message, TextMessage):
-        return message.from_assistant and not message.partial and not rule.is_filler(message.text)
-    return isinstance(message, (ToolRequest, ToolCallResult))
 
 
 def _is_text(message: Message) -> bool:
