@@ -1,4 +1,4 @@
-"""The interactive chat behind ``blackbox-sync chat``.
+"""``blackbox-sync chat``: the command, and the interactive chat behind it.
 
 Agent texts are printed by callbacks on the conversation's reader thread as they arrive, so a
 split reply shows up chunk by chunk; the prompt comes back once ``ask()`` says the turn is
@@ -11,6 +11,7 @@ Nothing here prints a token or an API key: every line goes through :meth:`Consol
 the server's texts (errors, close reasons, replies) may echo them.
 """
 
+import argparse
 import functools
 import importlib
 import importlib.util
@@ -19,9 +20,11 @@ import json
 import os
 import sys
 import threading
+from contextlib import ExitStack
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
+from blackbox_sync.cli.common import API_KEY_ENV, TOKEN_ENV, USAGE, need_emulator_extra
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import (
     AskTimeout,
@@ -440,3 +443,148 @@ def parse_data(items: Sequence[str]) -> Dict[str, Any]:
         except ValueError:
             data[key] = value
     return data
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        tools: Dict[str, Callable[..., Any]] = {}
+        for spec in args.tools:
+            tools.update(load_tools(spec))
+        data = parse_data(args.data)
+    except UsageError as exc:
+        print(f"blackbox-sync chat: {exc}", file=sys.stderr)
+        return USAGE
+    options: Dict[str, Any] = {
+        "additional_data": data or None,
+        "quiet_period": args.quiet_period,
+        "origin": args.origin,
+    }
+    with ExitStack() as stack:
+        if args.emulator:
+            try:
+                from blackbox_sync.testing import ScriptedAgent
+                from blackbox_sync.testing.emulator import Emulator
+            except ImportError as exc:
+                return need_emulator_extra(exc)
+            try:
+                agent = ScriptedAgent.from_file(args.agent) if args.agent else None
+            except (OSError, ValueError) as exc:  # AgentFileError is a ValueError
+                print(f"blackbox-sync chat: {exc}", file=sys.stderr)
+                return USAGE
+            emulator = stack.enter_context(Emulator(agent))
+            if agent is not None and agent.greeting is not None:
+                args.talk_first = True  # this agent greets first: wait for it
+            label = f" with {args.agent}" if args.agent else ""
+            print(f"Started the local emulator on {emulator.base_url}{label}.", flush=True)
+            options.update(token=emulator.token, base_url=emulator.base_url)
+        else:
+            credentials = _credentials(args)
+            if isinstance(credentials, int):
+                return credentials
+            options.update(credentials, base_url=args.base_url)
+        try:
+            conversation = Conversation(**options)
+        except BlackBoxError as exc:
+            print(f"blackbox-sync chat: {exc}", file=sys.stderr)
+            return USAGE
+        repl = ChatRepl(
+            conversation,
+            tools=tools,
+            ask_timeout=args.timeout,
+            show_partials=args.show_partials,
+            verbose=args.verbose,
+            talk_first=args.talk_first,
+            secrets=[str(options.get(k) or "") for k in ("token", "api_key")],
+        )
+        return repl.run()
+    return 0  # pragma: no cover - mypy cannot see that the with-block always returns
+
+
+def _credentials(args: argparse.Namespace) -> "Dict[str, Any] | int":
+    token = args.token or None
+    api_key = args.api_key or None
+    if token and api_key:
+        print("blackbox-sync chat: give --token or --api-key, not both", file=sys.stderr)
+        return USAGE
+    if not token and not api_key:
+        token = os.environ.get(TOKEN_ENV) or None
+        api_key = None if token else (os.environ.get(API_KEY_ENV) or None)
+    if token:
+        return {"token": token}
+    if api_key:
+        if not args.agent_id:
+            print("blackbox-sync chat: an API key needs --agent-id", file=sys.stderr)
+            return USAGE
+        return {"api_key": api_key, "agent_id": args.agent_id}
+    print(
+        "blackbox-sync chat: no credentials: set BLACKBOX_TOKEN (or pass --token), "
+        "set BLACKBOX_API_KEY with --agent-id, or try --emulator",
+        file=sys.stderr,
+    )
+    return USAGE
+
+
+def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    chat = commands.add_parser(
+        "chat",
+        help="chat with an agent (or the local emulator) in the terminal",
+        description="Chat with an agent: its texts are shown as they arrive, tool requests are "
+        "answered by the functions of --tools. Commands: /history, /terminate, /quit, /help. "
+        f"Credentials: ${TOKEN_ENV} (a web integration token), or ${API_KEY_ENV} with "
+        "--agent-id (the development endpoint), or --emulator.",
+    )
+    source = chat.add_argument_group("where to chat")
+    source.add_argument(
+        "--token", default=None, help=f"web integration token (default: ${TOKEN_ENV})"
+    )
+    source.add_argument(
+        "--api-key", default=None, help=f"API key for the development endpoint (${API_KEY_ENV})"
+    )
+    source.add_argument("--agent-id", default=None, help="the agent, with an API key")
+    source.add_argument(
+        "--base-url", default=None, help="service URL (default: $BLACKBOX_BASE_URL or the public)"
+    )
+    source.add_argument(
+        "--emulator", action="store_true", help="start a local emulator and chat with it"
+    )
+    source.add_argument(
+        "--agent", default=None, help="scripted agent file for --emulator (.yaml or .json)"
+    )
+    chat.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module (name or .py file) whose public functions answer tool requests",
+    )
+    chat.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="additionalData for the agent (repeatable; JSON values allowed)",
+    )
+    chat.add_argument("--origin", default=None, help="Origin header for the handshake")
+    chat.add_argument(
+        "--quiet-period",
+        type=float,
+        default=1.5,
+        help="seconds of quiet that end the agent's turn (default: 1.5)",
+    )
+    chat.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default: 60)"
+    )
+    chat.add_argument(
+        "--show-partials", action="store_true", help="show partial (streaming) texts too"
+    )
+    chat.add_argument(
+        "--talk-first",
+        action="store_true",
+        help="the agent greets first: wait for its greeting before the first prompt "
+        "(automatic with an --emulator agent that has a greeting)",
+    )
+    chat.add_argument("--verbose", action="store_true", help="print every frame received")
+    chat.set_defaults(run=_run)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
+from blackbox_sync.cli.common import run_quietly
 from blackbox_sync.qa.report import EXIT_INTERRUPTED, EXIT_OK, EXIT_REPORTS, EXIT_USAGE, RunReport
 from blackbox_sync.qa.sources import SuiteFileError
 from blackbox_sync.qa.stopping import RunInterrupted
@@ -24,7 +25,9 @@ Exit codes: 0 all passed, 1 a check failed, 2 bad usage or suite file, 3 an infr
 error, 4 both failures and errors, 5 a report could not be written, 130 interrupted (Ctrl-C)."""
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
+def register(
+    subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> argparse.ArgumentParser:
     """Add ``qa`` (with ``run``, ``validate``, ``report``, ``schema``) to an argparse
     subparsers object; each sets ``run=<function(args) -> int>`` as its default."""
     qa: argparse.ArgumentParser = subparsers.add_parser(
@@ -44,7 +47,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return qa
 
 
-def _add_run(commands: Any) -> None:
+def _add_run(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     run = commands.add_parser(
         "run",
         help="run suites and write reports",
@@ -315,7 +318,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``python -m blackbox_sync.qa COMMAND ...``: the ``qa`` subcommand alone."""
     parser = argparse.ArgumentParser(prog="python -m blackbox_sync", description=DESCRIPTION)
     register(parser.add_subparsers(dest="command", required=True))
-    from blackbox_sync.cli.app import run_quietly
 
     def command() -> int:
         args = parser.parse_args(["qa", *(sys.argv[1:] if argv is None else argv)])

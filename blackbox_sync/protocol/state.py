@@ -94,6 +94,19 @@ class TurnRule:
         return text.strip().casefold() in self.fillers
 
 
+def counts_as_activity(message: Message, rule: TurnRule) -> bool:
+    """True when ``message`` is turn activity under ``rule``: it holds a turn open, and its time
+    is when the turn last moved (a final, non-filler assistant text, a tool request, or the
+    service's ``toolCall``/``toolCallResult``).
+
+    The client's own tool answer is activity too, but it is not a frame the service sent: see
+    :meth:`ConversationState.tool_answered`.
+    """
+    if isinstance(message, TextMessage):
+        return message.from_assistant and not message.partial and not rule.is_filler(message.text)
+    return isinstance(message, (ToolRequest, ToolCall, ToolCallResult))
+
+
 class RecentIds:
     """The last ``limit`` ids added, for "seen lately?" checks in constant memory."""
 
@@ -246,17 +259,13 @@ class ConversationState:
             elif message.from_assistant:
                 if turn.first_text_at is None:
                     turn.first_text_at = now
-                if not message.partial and not self.rule.is_filler(message.text):
+                if counts_as_activity(message, self.rule):
                     turn.add("texts", message.text, len(message.text))
-                    turn.last_activity = now
         elif isinstance(message, ToolRequest):
             self._mark_ready(now)
             turn.add("tool_requests", message, size)
             if message.id not in self.answered_tools:  # a repeated request is answered once
                 turn.pending_tools.add(message.id)
-            turn.last_activity = now
-        elif isinstance(message, (ToolCall, ToolCallResult)):
-            turn.last_activity = now
         elif isinstance(message, ConversationResult):
             self.result = message
             self._finish(TurnEnd.CONVERSATION_RESULT)
@@ -264,6 +273,8 @@ class ConversationState:
             self.error = message
             if self._end is None:
                 self._end = TurnEnd.ERROR
+        if counts_as_activity(message, self.rule):
+            turn.last_activity = now
 
     def sent(self, message: Message, size: int = 0) -> None:
         """Record a frame this client sent (it joins the history, not the agent's turn)."""

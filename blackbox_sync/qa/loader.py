@@ -15,7 +15,6 @@ import jsonschema
 from blackbox_sync.qa import refs, templates
 from blackbox_sync.qa.schema import (
     CHECK_MODIFIERS,
-    CHECK_TYPES,
     CONVERSATION_CHECKS,
     SUITE_SCHEMA,
     VOICE_CHECKS,
@@ -354,8 +353,3 @@ def _fields(obj: Any) -> Dict[str, Any]:
     import attrs
 
     return attrs.asdict(obj, recurse=False)
-
-
-def check_types() -> List[str]:
-    """The assertion types a check may use."""
-    return sorted(CHECK_TYPES)

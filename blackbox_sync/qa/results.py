@@ -8,7 +8,8 @@ every attempt passes through :func:`redact_attempt` before anything reads it.
 
 import enum
 import json
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, List, Optional, Tuple, overload
 
 import attrs
 import cattrs
@@ -221,6 +222,21 @@ class RunInfo:
 
 
 converter = cattrs.Converter()
+
+
+def now_iso() -> str:
+    """The UTC time now, ISO 8601 with milliseconds and ``Z`` (how results write times)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@overload
+def ms_since(start: float, t: float) -> float: ...
+@overload
+def ms_since(start: float, t: Optional[float]) -> Optional[float]: ...
+def ms_since(start: float, t: Optional[float]) -> Optional[float]:
+    """Milliseconds from ``start`` to ``t`` (monotonic seconds), to 0.1 ms, as results keep
+    timings; ``None`` when ``t`` is (nothing was timed)."""
+    return None if t is None else round((t - start) * 1000.0, 1)
 
 
 def redact_attempt(attempt: Attempt, secrets: Iterable[str]) -> Attempt:

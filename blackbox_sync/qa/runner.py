@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 
 import attrs
 
-from blackbox_sync._version import __version__
+from blackbox_sync import __version__
 from blackbox_sync.qa import stopping
 from blackbox_sync.qa.loader import load_suite
 from blackbox_sync.qa.progress import Progress

@@ -18,8 +18,17 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from blackbox_sync.qa.execute import AttemptJob, now_iso, run_attempt
-from blackbox_sync.qa.results import Attempt, CaseResult, ErrorInfo, Repeat, Status, redact_attempt
+from blackbox_sync.qa.attempt.job import AttemptJob
+from blackbox_sync.qa.execute import run_attempt
+from blackbox_sync.qa.results import (
+    Attempt,
+    CaseResult,
+    ErrorInfo,
+    Repeat,
+    Status,
+    now_iso,
+    redact_attempt,
+)
 from blackbox_sync.qa.spec import Case
 from blackbox_sync.qa.targets import known_secrets
 

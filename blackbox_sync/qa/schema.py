@@ -7,7 +7,7 @@ resolve), with the same line-numbered messages. ``x-error`` is our own keyword: 
 show when a ``oneOf`` fails, instead of the validator's generic one.
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from blackbox_sync.qa.spec import CALL_TYPES
 
@@ -258,8 +258,3 @@ SUITE_SCHEMA: Dict[str, Any] = {
         "conversation": _CONVERSATION,
     },
 }
-
-
-def check_kinds() -> List[str]:
-    """Every assertion type a file may use (``llm_rubric`` is another name for ``judge``)."""
-    return sorted([*CHECK_TYPES, "llm_rubric"])

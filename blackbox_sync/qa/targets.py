@@ -9,7 +9,7 @@ cases save the agent's audio, one WAV file per turn.
 import contextlib
 import secrets
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
 
 import attrs
 
@@ -196,6 +196,3 @@ class LiveTarget:
                     client.web_integrations.revoke_token(self.integration_id, str(grant.token_id))
         finally:
             client.close()
-
-
-AnyTarget = Union[EmulatorTarget, LiveTarget, Target]

@@ -9,10 +9,11 @@ can leave the line silent while the agent waits for its result).
 """
 
 import time
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import attrs
 
+from blackbox_sync.qa.results import ms_since
 from blackbox_sync.voice import AgentTurn, AudioSource, VoiceError, VoiceTimeout
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Heard:
     @property
     def first_audio_ms(self) -> Optional[float]:
         """Start → the agent's first audio above the speech threshold."""
-        return _ms(self.turn.first_audio_at, self.start)
+        return ms_since(self.start, self.turn.first_audio_at)
 
     @property
     def spoke(self) -> bool:
@@ -63,7 +64,7 @@ class Heard:
 
 def open_call(
     *, quiet_s: float, turn_s: float, connect_s: float, record_turns: Optional[str]
-) -> Any:
+) -> "VoiceCall":
     """A :class:`~blackbox_sync.voice.VoiceCall` to pass to a conversation as ``voice=``."""
     try:
         from blackbox_sync.voice import VoiceCall
@@ -128,7 +129,3 @@ def _current(call: "VoiceCall") -> AgentTurn:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
-
-
-def _ms(t: Optional[float], start: float) -> Optional[float]:
-    return None if t is None else round((t - start) * 1000.0, 1)
