@@ -9,13 +9,12 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from blackbox_sync import _moved
+from blackbox_sync import _moved, display
 from blackbox_sync._version import __version__
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
 from blackbox_sync.errors import (
     ApiError,
-    AskTimeout,
     AuthenticationError,
     BlackBoxError,
     CallbackError,
@@ -50,7 +49,7 @@ from blackbox_sync.protocol.messages import (
     ToolResponse,
     UnknownMessage,
 )
-from blackbox_sync.protocol.reply import Reply, Transcript, TurnEnd
+from blackbox_sync.protocol.reply import AskTimeout, Reply, Transcript, TurnEnd
 from blackbox_sync.protocol.state import Phase, TurnRule
 from blackbox_sync.redact import RedactingHandler
 
@@ -59,6 +58,9 @@ if TYPE_CHECKING:
     from blackbox_sync.voice import VoiceCall
 
 _moved.install()
+
+# In a notebook, messages, replies, transcripts and results show as HTML (a no-op elsewhere).
+display.register()
 
 # Silent unless the application configures logging, and every record redacted on its way up.
 logging.getLogger("blackbox_sync").addHandler(RedactingHandler())

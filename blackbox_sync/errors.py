@@ -13,7 +13,7 @@ Where a builtin also names the failure, the class derives from it too (e.g. ``Ti
     │   ├── HandshakeRefused                 the upgrade got an HTTP error
     │   └── RedirectRefused                  the upgrade was redirected away
     ├── OperationTimeout (TimeoutError)      connect, terminate, a handshake ran out of time
-    │   ├── AskTimeout                       ask() / wait_for_reply(), with the reply so far
+    │   ├── AskTimeout                       ask() / wait_for_reply(), with the reply so far [1]
     │   └── VoiceTimeout (also VoiceError)
     ├── ServerError                          the server sent an ``error`` frame
     │   └── ServerAuthenticationError (also AuthenticationError)
@@ -40,6 +40,9 @@ Where a builtin also names the failure, the class derives from it too (e.g. ``Ti
     └── the QA runner's (blackbox_sync.qa): SuiteFileError (ValueError), RefError (ValueError),
         TemplateError (KeyError), StoppedError (RuntimeError), InfraError, VoiceUnavailable
 
+[1] Defined in :mod:`blackbox_sync.protocol.reply`, beside the :class:`Reply` it carries: this
+module is the bottom layer and imports nothing of the protocol. ``blackbox_sync.AskTimeout``.
+
 Ctrl-C during a QA run raises ``qa.RunInterrupted``, a ``KeyboardInterrupt``: deliberately no
 BlackBoxError, so ``except Exception`` cannot swallow it.
 
@@ -49,12 +52,9 @@ sent (``ServerError.message`` and ``data``, ``ConnectionClosedError.reason``,
 exception is made.
 """
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from blackbox_sync.redact import redact_json, redact_text
-
-if TYPE_CHECKING:
-    from blackbox_sync.protocol.reply import Reply
 
 
 class BlackBoxError(Exception):
@@ -100,14 +100,6 @@ class ConnectionClosedError(BlackBoxError, ConnectionError):
 
 class OperationTimeout(BlackBoxError, TimeoutError):
     """A blocking call (``connect``, ``terminate``, a handshake) ran out of time."""
-
-
-class AskTimeout(OperationTimeout):
-    """``ask()`` or ``wait_for_reply()`` ran out of time. ``reply`` holds the turn so far."""
-
-    def __init__(self, message: str, reply: "Optional[Reply]" = None) -> None:
-        super().__init__(message)
-        self.reply = reply
 
 
 class ServerError(BlackBoxError):

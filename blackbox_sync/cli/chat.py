@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import (
-    AskTimeout,
     BlackBoxError,
     ConnectionClosedError,
     OperationTimeout,
@@ -39,6 +38,7 @@ from blackbox_sync.protocol.messages import (
     ToolRequest,
     ToolResponse,
 )
+from blackbox_sync.protocol.reply import AskTimeout
 from blackbox_sync.protocol.state import Phase
 from blackbox_sync.redact import redact_text
 

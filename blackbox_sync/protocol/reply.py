@@ -5,6 +5,7 @@ from typing import List, Optional
 
 import attrs
 
+from blackbox_sync.errors import OperationTimeout
 from blackbox_sync.protocol.messages import ConversationResult, Message, TextMessage, ToolRequest
 
 
@@ -54,16 +55,17 @@ class Reply:
     def __str__(self) -> str:
         return self.text
 
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import reply_html
-
-        return reply_html(self)
-
 
 class Transcript(List[TextMessage]):
-    """A list of texts that renders as a two-column table in a notebook."""
+    """The texts of a conversation, in order (``Conversation.transcript``)."""
 
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import transcript_html
 
-        return transcript_html(self)
+class AskTimeout(OperationTimeout):
+    """``ask()`` or ``wait_for_reply()`` ran out of time. ``reply`` holds the turn so far.
+
+    Part of the tree in :mod:`blackbox_sync.errors`; defined here, beside :class:`Reply`, so
+    that the errors module stays below the protocol layer."""
+
+    def __init__(self, message: str, reply: Optional[Reply] = None) -> None:
+        super().__init__(message)
+        self.reply = reply

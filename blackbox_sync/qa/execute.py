@@ -20,7 +20,6 @@ import attrs
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import (
     ApiError,
-    AskTimeout,
     AuthenticationError,
     BlackBoxError,
     ConnectionClosedError,
@@ -38,7 +37,7 @@ from blackbox_sync.protocol.messages import (
     ToolRequest,
     UnknownMessage,
 )
-from blackbox_sync.protocol.reply import Reply
+from blackbox_sync.protocol.reply import AskTimeout, Reply
 from blackbox_sync.protocol.state import Phase, TurnRule
 from blackbox_sync.qa import refs, templates
 from blackbox_sync.qa.assertions import (

@@ -29,7 +29,7 @@ IS_A: List[Relation] = [
     (errors.HandshakeRefused, errors.ConnectionClosedError),
     (errors.RedirectRefused, errors.ConnectionClosedError),
     (errors.OperationTimeout, TimeoutError),
-    (errors.AskTimeout, errors.OperationTimeout),
+    (bb.AskTimeout, errors.OperationTimeout),
     (errors.ServerAuthenticationError, errors.ServerError),
     (errors.ServerAuthenticationError, errors.AuthenticationError),
     (errors.ApiAuthenticationError, errors.ApiError),
