@@ -9,7 +9,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from blackbox_sync import _moved
+from blackbox_sync import _moved, display
 from blackbox_sync._version import __version__
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from blackbox_sync.voice import VoiceCall
 
 _moved.install()
+
+# In a notebook, messages, replies, transcripts and results show as HTML (a no-op elsewhere).
+display.register()
 
 # Silent unless the application configures logging, and every record redacted on its way up.
 logging.getLogger("blackbox_sync").addHandler(RedactingHandler())

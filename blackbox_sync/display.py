@@ -1,6 +1,10 @@
 """HTML for Jupyter: pure functions that render messages, replies, results and transcripts.
 
-The ``_repr_html_`` methods of the public classes call these, and you can call them yourself::
+This is the presentation layer: the protocol classes know nothing of HTML. ``import
+blackbox_sync`` calls :func:`register`, which hands these functions to the running IPython
+shell's HTML formatter, so a notebook shows a message, a :class:`~blackbox_sync.Reply`, a
+:class:`~blackbox_sync.Transcript` or a result as a table. Outside IPython it does nothing, and
+nothing of IPython is imported. You can call the functions yourself::
 
     from IPython.display import HTML
     from blackbox_sync.display import transcript_html
@@ -14,9 +18,22 @@ No I/O, no imports beyond the standard library and the message classes.
 """
 
 import json
+import sys
 from datetime import datetime
 from html import escape
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Type,
+    cast,
+)
 
 from blackbox_sync.protocol.messages import (
     ConversationResult,
@@ -35,9 +52,16 @@ from blackbox_sync.protocol.messages import (
     ToolResponse,
     UnknownMessage,
 )
-from blackbox_sync.protocol.reply import Reply
+from blackbox_sync.protocol.reply import Reply, Transcript
 
-__all__ = ["message_html", "reply_html", "result_html", "transcript_html"]
+__all__ = [
+    "HtmlFormatter",
+    "message_html",
+    "register",
+    "reply_html",
+    "result_html",
+    "transcript_html",
+]
 
 MAX_JSON_CHARS = 2000
 """Longer JSON payloads are cut (with an ellipsis): one frame must not flood a notebook."""
@@ -290,3 +314,47 @@ def _transcript_row(
     if isinstance(message, Event) and message.name in ("closed", "failedOpen"):
         return f'<span style="{_SMALL}">event</span>', f"<b>{_text(message.name)}</b>"
     return None
+
+
+# --- registration with IPython -----------------------------------------------------------------
+
+
+class HtmlFormatter(Protocol):
+    """What :func:`register` needs of IPython's ``text/html`` formatter."""
+
+    def for_type(self, typ: Type[Any], func: Callable[[Any], str]) -> object:
+        """Render instances of ``typ`` (and its subclasses) with ``func``."""
+
+
+def register(formatter: Optional[HtmlFormatter] = None) -> bool:
+    """Show messages, replies, results and transcripts as HTML in IPython and Jupyter.
+
+    ``formatter`` is an IPython ``text/html`` formatter; by default, the running shell's
+    (``get_ipython().display_formatter.formatters["text/html"]``). Returns False, and does
+    nothing, when there is none: IPython not imported, or no shell running. Calling it again is
+    harmless. ``import blackbox_sync`` calls it once.
+    """
+    target = formatter if formatter is not None else _running_formatter()
+    if target is None:
+        return False
+    for cls, render in _RENDERERS:
+        target.for_type(cls, render)
+    return True
+
+
+def _running_formatter() -> Optional[HtmlFormatter]:
+    ipython = sys.modules.get("IPython")  # never imported here: a plain script stays plain
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return None
+    return cast(HtmlFormatter, shell.display_formatter.formatters["text/html"])
+
+
+# IPython looks a type up along its MRO, so the most specific class wins: a result renders as a
+# result, any other message as a message.
+_RENDERERS: Tuple[Tuple[type, Callable[[Any], str]], ...] = (
+    (Message, message_html),
+    (ConversationResult, result_html),
+    (Reply, reply_html),
+    (Transcript, transcript_html),
+)

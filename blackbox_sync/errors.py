@@ -1,5 +1,48 @@
 """The exception hierarchy: everything the library raises derives from :class:`BlackBoxError`.
 
+Errors from the REST API (an HTTP answer, or no answer) stand apart from errors of the
+WebSocket conversation (an ``error`` frame, a closed socket). :class:`AuthenticationError`
+catches refused credentials on both: a rejected token in an ``error`` frame and a REST 401/403.
+Where a builtin also names the failure, the class derives from it too (e.g. ``TimeoutError``)::
+
+    BlackBoxError
+    ├── UsageError (RuntimeError)            a call that cannot work: no credentials, a bad argument
+    ├── ProtocolError                        a frame or answer that breaks the protocol
+    │   └── rest.PagingError                 a page cursor that does not move on
+    ├── ConnectionClosedError (ConnectionError)   the WebSocket closed first
+    │   ├── HandshakeRefused                 the upgrade got an HTTP error
+    │   └── RedirectRefused                  the upgrade was redirected away
+    ├── OperationTimeout (TimeoutError)      connect, terminate, a handshake ran out of time
+    │   ├── AskTimeout                       ask() / wait_for_reply(), with the reply so far
+    │   └── VoiceTimeout (also VoiceError)
+    ├── ServerError                          the server sent an ``error`` frame
+    │   └── ServerAuthenticationError (also AuthenticationError)
+    ├── AuthenticationError                  credentials refused, on either channel
+    │   ├── ServerAuthenticationError        ... by an ``error`` frame (a ServerError too)
+    │   └── ApiAuthenticationError           ... by a REST 401/403 (an ApiError too)
+    ├── ToolError                            a client-side tool failed
+    ├── ToolArgumentsError (ValueError)      tool arguments that do not fit the tool
+    ├── CallbackError                        a user callback raised
+    ├── ApiError                             a REST call answered with a non-2xx status
+    │   ├── ApiAuthenticationError (also AuthenticationError)   401, 403
+    │   ├── NotFoundError                    404
+    │   ├── ConflictError                    409
+    │   ├── RateLimitError                   429
+    │   └── ApiRedirectError                 3xx, not followed
+    ├── ApiConnectionError (ConnectionError) no usable answer from the REST service
+    │   ├── ApiTimeoutError (TimeoutError)
+    │   ├── ApiResponseError                 an answer that cannot be used
+    │   │   └── ResponseTooLargeError
+    │   └── InvalidUrlError (ValueError)     a base_url that cannot work
+    ├── VoiceError                           a voice call could not be set up or broke
+    │   ├── VoiceTimeout (also OperationTimeout)
+    │   └── voice.SdpError (ValueError)      an offer that cannot carry a call
+    └── the QA runner's (blackbox_sync.qa): SuiteFileError (ValueError), RefError (ValueError),
+        TemplateError (KeyError), StoppedError (RuntimeError), InfraError, VoiceUnavailable
+
+Ctrl-C during a QA run raises ``qa.RunInterrupted``, a ``KeyboardInterrupt``: deliberately no
+BlackBoxError, so ``except Exception`` cannot swallow it.
+
 No exception text carries a secret: every message, and every field that holds text the server
 sent (``ServerError.message`` and ``data``, ``ConnectionClosedError.reason``,
 ``ProtocolError.payload``), passes through :func:`blackbox_sync.redact.redact_text` when the
@@ -10,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from blackbox_sync.redact import redact_json, redact_text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: this module is the bottom layer
     from blackbox_sync.protocol.reply import Reply
 
 
@@ -76,8 +119,15 @@ class ServerError(BlackBoxError):
         self.data: dict[str, Any] = redact_json(data) if data else {}
 
 
-class AuthenticationError(ServerError):
-    """The token or API key was missing, invalid, expired or not allowed."""
+class AuthenticationError(BlackBoxError):
+    """The service refused the credentials: a token or API key that is invalid, expired or not
+    allowed, whether an ``error`` frame said so (:class:`ServerAuthenticationError`) or a REST
+    call was answered 401/403 (:class:`ApiAuthenticationError`). Credentials that were never
+    given raise :class:`UsageError` before anything is sent."""
+
+
+class ServerAuthenticationError(ServerError, AuthenticationError):
+    """An ``error`` frame that refused the credentials (e.g. ``Invalid token``)."""
 
 
 class ToolError(BlackBoxError):
@@ -131,9 +181,10 @@ class ApiAuthenticationError(ApiError, AuthenticationError):
     """REST 401/403: catch it as :class:`AuthenticationError` or as :class:`ApiError`."""
 
     def __init__(self, status: int, title: str = "", detail: str = "", **kw: Any) -> None:
-        ApiError.__init__(self, status, title, detail, **kw)
+        super().__init__(status, title, detail, **kw)
+        # The attributes a ServerError has, for handlers of AuthenticationError that read them.
         self.message = str(self)
-        self.data = {}
+        self.data: dict[str, Any] = {}
 
 
 class NotFoundError(ApiError):
@@ -152,6 +203,53 @@ class RateLimitError(ApiError):
         super().__init__(status, title, detail, **kw)
 
 
+class ApiConnectionError(BlackBoxError, ConnectionError):
+    """No usable answer came from the REST service (after any retries). The text is redacted.
+
+    It names the request, the reason in plain words and the number of attempts, for example
+    ``GET https://host/api/v1/agents: connection refused (after 4 attempts)``.
+    """
+
+    attempts: int = 0
+    """How many attempts were made (0 when the request could not even be built)."""
+
+
+class ApiTimeoutError(ApiConnectionError, TimeoutError):
+    """A REST call ran out of time: an attempt's ``timeout``, or the call's ``total_timeout``
+    (connect, headers, body, every retry and wait), even against a server that drips bytes."""
+
+
+class ApiResponseError(ApiConnectionError):
+    """The service answered, but the answer cannot be used (a body that does not decode)."""
+
+
+class ResponseTooLargeError(ApiResponseError):
+    """A response body grew past ``Client(max_response_bytes=...)`` once decoded; ``limit`` is
+    that cap in bytes. The rest of the body is not read."""
+
+    limit: int = 0
+
+
+class InvalidUrlError(ApiConnectionError, ValueError):
+    """A URL the client was given (``base_url``) cannot be used for HTTP requests."""
+
+
+class ApiRedirectError(ApiError):
+    """The service answered with a redirect (3xx). BlackBox REST calls are never redirected, so
+    the client does not follow it (a redirect can point at another host or at ``file://``);
+    ``location`` is where it pointed, redacted. Usually ``base_url`` is wrong."""
+
+    location: str = ""
+
+
+class VoiceError(BlackBoxError):
+    """The voice call could not be set up or broke (bad offer, ICE or DTLS failure)."""
+
+
+class VoiceTimeout(VoiceError, OperationTimeout):
+    """A blocking voice call method ran out of time."""
+
+
 # Messages of `error` frames that mean "your credentials or their scope are wrong" (PROTOCOL.md §7).
 AUTH_ERROR_MESSAGES = frozenset(
     {
@@ -168,7 +266,7 @@ AUTH_ERROR_MESSAGES = frozenset(
 def server_error_for(message: str, data: "Optional[dict[str, Any]]" = None) -> ServerError:
     """Pick the exception class for an ``error`` frame's message."""
     if message.strip().lower() in AUTH_ERROR_MESSAGES:
-        return AuthenticationError(message, data)
+        return ServerAuthenticationError(message, data)
     return ServerError(message, data)
 
 

@@ -8,6 +8,7 @@ that we never knew. The library applies it where text leaves it: exception messa
 and the command line.
 """
 
+import json
 import logging
 import re
 import threading
@@ -118,13 +119,38 @@ def redact_json(value: Any, *secrets: Optional[str]) -> Any:
     Nesting deeper than :data:`MAX_JSON_DEPTH` is replaced by a marker rather than walked: a
     hostile body cannot make redaction itself fail.
     """
-    return _redact_json(value, secrets, MAX_JSON_DEPTH)
+    # One pass over the value as JSON text costs one scan per secret; walking it string by string
+    # would cost that for every string, which a large hostile value makes seconds.
+    if any(s and _JSON_ESCAPED.search(s) for s in secrets):
+        return _redact_json(value, secrets, MAX_JSON_DEPTH)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return _redact_json(value, secrets, MAX_JSON_DEPTH)
+    clean = redact_text(text, *secrets)
+    if clean != text:
+        try:
+            value = json.loads(clean)
+        except (ValueError, RecursionError):  # a mask that spanned JSON syntax: string by string
+            return _redact_json(value, secrets, MAX_JSON_DEPTH)
+    return _trimmed(value, MAX_JSON_DEPTH)
 
 
 MAX_JSON_DEPTH = 64
 """How deep :func:`redact_json` walks; below that a value becomes :data:`TOO_DEEP`."""
 
 TOO_DEEP = "[nested too deep]"
+
+
+def _trimmed(value: Any, depth: int) -> Any:
+    """A copy of ``value`` with what is nested deeper than ``depth`` replaced by the marker."""
+    if not isinstance(value, (dict, list)):
+        return value
+    if depth <= 0:
+        return TOO_DEEP
+    if isinstance(value, dict):
+        return {k: _trimmed(v, depth - 1) for k, v in value.items()}
+    return [_trimmed(v, depth - 1) for v in value]
 
 
 def _redact_json(value: Any, secrets: "tuple[Optional[str], ...]", depth: int) -> Any:
@@ -199,6 +225,8 @@ def _alternatives(secrets: Iterable[str]) -> Iterable[str]:
             yield escaped if len(secret) >= SHORT_SECRET else rf"(?<![\w]){escaped}(?![\w])"
 
 
+# Characters json.dumps writes escaped: a secret holding one would not be found in JSON text.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 _lock = threading.Lock()
 _remembered: "OrderedDict[str, tuple[str, ...]]" = OrderedDict()
 _compiled: "dict[tuple[str, ...], Pattern[str]]" = {}

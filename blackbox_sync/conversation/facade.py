@@ -14,12 +14,12 @@ import ssl
 import threading
 import time
 from typing import (
-    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
     List,
     Optional,
+    Protocol,
     Tuple,
     TypeVar,
     Union,
@@ -71,9 +71,6 @@ from blackbox_sync.redact import Secret, redact_json, redact_text
 from blackbox_sync.transport.connection import Connection
 from blackbox_sync.urls import check_transport_security, websocket_url
 
-if TYPE_CHECKING:
-    from blackbox_sync.voice import VoiceCall
-
 log = logging.getLogger("blackbox_sync.conversation")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,6 +84,15 @@ _KEPT_ERRORS = 100
 # handshake and as long again for the threads (and never more than close_timeout each): the peer
 # has already failed to answer in time, so the handshake is a courtesy, not worth another wait.
 _CLEANUP_GRACE = 0.5
+
+
+class CallAttachment(Protocol):
+    """What ``Conversation(voice=...)`` takes: a :class:`~blackbox_sync.voice.VoiceCall`, or
+    anything that rides on a conversation the same way. Typed here, not imported: voice builds
+    on the conversation, never the other way round."""
+
+    def attach(self, conversation: "Conversation") -> "CallAttachment":
+        """Follow ``conversation`` (its callbacks and history); returns itself."""
 
 
 class Conversation:
@@ -130,7 +136,7 @@ class Conversation:
         sslopt: Optional[Dict[str, Any]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
         allow_insecure: bool = False,
-        voice: "Optional[VoiceCall]" = None,
+        voice: Optional[CallAttachment] = None,
     ) -> None:
         if not token and not api_key and url is None:
             raise UsageError("Conversation needs a web integration token or an API key")

@@ -34,7 +34,7 @@ _QUOTED_CHARS = 80
 _running = threading.local()
 
 
-class ToolArgumentsError(ValueError):
+class ToolArgumentsError(BlackBoxError, ValueError):
     """The arguments of a tool request do not fit the handler's signature."""
 
 

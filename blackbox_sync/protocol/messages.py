@@ -46,11 +46,6 @@ class Message:
     )
     raw: Dict[str, Any] = attrs.field(factory=dict, kw_only=True, eq=False, repr=False)
 
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import message_html
-
-        return message_html(self)
-
 
 # --- client → server -------------------------------------------------------------------------
 
@@ -233,11 +228,6 @@ class ConversationResult(Message):
     error_message: Optional[LooseStr] = attrs.field(default=None, metadata={LENIENT: True})
     summary: Any = None
     result: Any = None
-
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import result_html
-
-        return result_html(self)
 
 
 @attrs.define

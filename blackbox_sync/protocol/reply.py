@@ -54,16 +54,6 @@ class Reply:
     def __str__(self) -> str:
         return self.text
 
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import reply_html
-
-        return reply_html(self)
-
 
 class Transcript(List[TextMessage]):
-    """A list of texts that renders as a two-column table in a notebook."""
-
-    def _repr_html_(self) -> str:
-        from blackbox_sync.display import transcript_html
-
-        return transcript_html(self)
+    """The texts of a conversation, in order (``Conversation.transcript``)."""

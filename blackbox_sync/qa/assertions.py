@@ -10,13 +10,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
+from blackbox_sync.errors import BlackBoxError
 from blackbox_sync.qa import refs, templates
 from blackbox_sync.qa.judge import Judge, JudgeRequest, cache_for
 from blackbox_sync.qa.results import CheckResult, Entry
 from blackbox_sync.qa.spec import Check
 
 
-class InfraError(Exception):
+class InfraError(BlackBoxError):
     """Raised by a check whose own machinery failed (a judge that raised): the attempt is an
     ``error``, not a failure of the agent."""
 

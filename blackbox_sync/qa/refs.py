@@ -10,11 +10,13 @@ import sys
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+from blackbox_sync.errors import BlackBoxError
+
 _lock = threading.Lock()
 _cache: Dict[Tuple[str, Optional[str]], Callable[..., Any]] = {}
 
 
-class RefError(ValueError):
+class RefError(BlackBoxError, ValueError):
     """A ``module:function`` reference that does not resolve to a callable."""
 
 

@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
+from blackbox_sync.errors import BlackBoxError
+
 Path_ = Tuple[Any, ...]
 Positions = Dict[Path_, Tuple[int, int]]
 
@@ -44,7 +46,7 @@ def dotted(path: Path_) -> str:
     return out
 
 
-class SuiteFileError(ValueError):
+class SuiteFileError(BlackBoxError, ValueError):
     """A suite file that cannot be used; ``problems`` lists every reason with its line."""
 
     def __init__(self, file: str, problems: List[Problem]) -> None:

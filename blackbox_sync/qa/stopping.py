@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 import attrs
 
 from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.errors import BlackBoxError
 from blackbox_sync.qa.report import RunReport
 
 
@@ -28,7 +29,7 @@ class RunInterrupted(KeyboardInterrupt):
         self.unfinished = unfinished
 
 
-class StoppedError(RuntimeError):
+class StoppedError(BlackBoxError, RuntimeError):
     """Raised instead of opening a conversation once the run is stopping."""
 
 

@@ -9,10 +9,12 @@ anywhere else the value is written into the text.
 import re
 from typing import Any, Mapping
 
+from blackbox_sync.errors import BlackBoxError
+
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
-class TemplateError(KeyError):
+class TemplateError(BlackBoxError, KeyError):
     """A template names a variable the case does not have."""
 
     def __init__(self, name: str) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional, Protocol
 
 import attrs
 
+from blackbox_sync.errors import BlackBoxError
 from blackbox_sync.qa.results import ms_since
 from blackbox_sync.voice import AgentTurn, AudioSource, VoiceError, VoiceTimeout
 
@@ -24,7 +25,7 @@ INSTALL_HINT = (
 )
 
 
-class VoiceUnavailable(Exception):
+class VoiceUnavailable(BlackBoxError):
     """The voice extra is not installed."""
 
 

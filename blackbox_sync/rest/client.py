@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union
 
 import requests
 
-from blackbox_sync.errors import AuthenticationError
+from blackbox_sync.errors import UsageError
 from blackbox_sync.redact import Secret
 from blackbox_sync.rest.agents import Agents
 from blackbox_sync.rest.call_results import CallResults
@@ -61,9 +61,7 @@ class Client:
     ) -> None:
         key = api_key or os.environ.get(API_KEY_ENV, "")
         if not key.strip():
-            raise AuthenticationError(
-                f"no BlackBox API key: pass Client(api_key=...) or set {API_KEY_ENV}"
-            )
+            raise UsageError(f"no BlackBox API key: pass Client(api_key=...) or set {API_KEY_ENV}")
         self._api_key = Secret(key.strip())
         try:
             url = base_url_from(base_url)

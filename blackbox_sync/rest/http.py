@@ -27,16 +27,24 @@ from urllib3.exceptions import (
 )
 
 from blackbox_sync._version import __version__
+
+# The REST connection errors live in errors.py with the rest of the tree; this module (where
+# they were defined before) and blackbox_sync.rest re-export them.
 from blackbox_sync.errors import (
     ApiAuthenticationError,
     ApiError,
-    BlackBoxError,
     ConflictError,
     NotFoundError,
     ProtocolError,
     RateLimitError,
     UsageError,
 )
+from blackbox_sync.errors import ApiConnectionError as ApiConnectionError
+from blackbox_sync.errors import ApiRedirectError as ApiRedirectError
+from blackbox_sync.errors import ApiResponseError as ApiResponseError
+from blackbox_sync.errors import ApiTimeoutError as ApiTimeoutError
+from blackbox_sync.errors import InvalidUrlError as InvalidUrlError
+from blackbox_sync.errors import ResponseTooLargeError as ResponseTooLargeError
 from blackbox_sync.protocol.codec import format_timestamp
 from blackbox_sync.redact import SECRET_PARAMS, Secret, redact_json, redact_text, redact_url
 from blackbox_sync.rest._deadline import DeadlineAdapter, Watchdog, cut_on_this_thread
@@ -79,45 +87,6 @@ def _guard_urllib3_log() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactQuery) for f in logger.filters):
             logger.addFilter(_RedactQuery())
-
-
-class ApiConnectionError(BlackBoxError, ConnectionError):
-    """No usable answer came from the REST service (after any retries). The text is redacted.
-
-    It names the request, the reason in plain words and the number of attempts, for example
-    ``GET https://host/api/v1/agents: connection refused (after 4 attempts)``.
-    """
-
-    attempts: int = 0
-    """How many attempts were made (0 when the request could not even be built)."""
-
-
-class ApiTimeoutError(ApiConnectionError, TimeoutError):
-    """A REST call ran out of time: an attempt's ``timeout``, or the call's ``total_timeout``
-    (connect, headers, body, every retry and wait), even against a server that drips bytes."""
-
-
-class ApiResponseError(ApiConnectionError):
-    """The service answered, but the answer cannot be used (a body that does not decode)."""
-
-
-class ResponseTooLargeError(ApiResponseError):
-    """A response body grew past ``Client(max_response_bytes=...)`` once decoded; ``limit`` is
-    that cap in bytes. The rest of the body is not read."""
-
-    limit: int = 0
-
-
-class InvalidUrlError(ApiConnectionError, ValueError):
-    """A URL the client was given (``base_url``) cannot be used for HTTP requests."""
-
-
-class ApiRedirectError(ApiError):
-    """The service answered with a redirect (3xx). BlackBox REST calls are never redirected, so
-    the client does not follow it (a redirect can point at another host or at ``file://``);
-    ``location`` is where it pointed, redacted. Usually ``base_url`` is wrong."""
-
-    location: str = ""
 
 
 @attrs.frozen

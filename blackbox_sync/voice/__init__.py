@@ -36,6 +36,7 @@ from blackbox_sync.voice.audio import (
 )
 from blackbox_sync.voice.errors import VoiceError, VoiceTimeout
 from blackbox_sync.voice.sdp import SdpError
+from blackbox_sync.voice.state import CallState
 from blackbox_sync.voice.turns import AgentTurn
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AgentTurn",
     "AudioSource",
+    "CallState",
     "PcmSource",
     "Playback",
     "SdpError",

@@ -23,8 +23,6 @@ from typing import Any, Callable, Deque, List, Optional, Sequence, Set, Union
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import BlackBoxError, ConnectionClosedError
 from blackbox_sync.protocol.messages import SdpAnswer, SdpInvite, TextMessage
-from blackbox_sync.voice import ice as _ice
-from blackbox_sync.voice import sdp
 from blackbox_sync.voice.audio import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -37,7 +35,10 @@ from blackbox_sync.voice.audio import (
     write_wav,
 )
 from blackbox_sync.voice.errors import VoiceError, VoiceTimeout
+from blackbox_sync.voice.ice import LOOPBACK, is_loopback_url, restrict
 from blackbox_sync.voice.media import FrameReader, PacedTrack, place, prefer_g711
+from blackbox_sync.voice.sdp import candidates, inspect_offer, prepare_offer, shape_answer
+from blackbox_sync.voice.state import CallEvent, CallState, next_state
 from blackbox_sync.voice.turns import AgentTurn, TurnTracker
 
 log = logging.getLogger("blackbox_sync.voice")
@@ -45,7 +46,12 @@ log = logging.getLogger("blackbox_sync.voice")
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_WIDTH
 AudioInput = Union[AudioSource, WavSequence, PathLike, bytes, Sequence[PathLike], None]
 
-IDLE, ANSWERING, CONNECTED, ENDED, FAILED = "idle", "answering", "connected", "ended", "failed"
+# What the WebRTC connection's `connectionState` values mean for the call.
+_MEDIA_EVENTS = {
+    "connected": CallEvent.MEDIA_UP,
+    "failed": CallEvent.MEDIA_FAILED,
+    "closed": CallEvent.MEDIA_CLOSED,
+}
 
 
 class Playback:
@@ -121,7 +127,7 @@ class VoiceCall:
         """The answer the client sent."""
 
         self._cond = threading.Condition()
-        self._state = IDLE
+        self._state = CallState.IDLE
         self._error: Optional[BaseException] = None
         self._conversation: Optional[Conversation] = None
         self._tracker = TurnTracker(time.monotonic())
@@ -183,8 +189,10 @@ class VoiceCall:
     # --- information ----------------------------------------------------------------------------
 
     @property
-    def state(self) -> str:
-        """``idle`` (no offer yet), ``answering``, ``connected``, ``ended`` or ``failed``."""
+    def state(self) -> CallState:
+        """Where the call is: :class:`~blackbox_sync.voice.CallState` ``IDLE`` (no offer yet),
+        ``ANSWERING``, ``CONNECTED``, ``ENDED`` or ``FAILED``; a ``str``, so it also compares
+        equal to ``"idle"``, ``"answering"``, ``"connected"``, ``"ended"`` or ``"failed"``."""
         with self._cond:
             return self._state
 
@@ -228,7 +236,7 @@ class VoiceCall:
         failed or ended first, :class:`VoiceTimeout` after ``timeout`` seconds."""
         with self._cond:
             if not self._cond.wait_for(
-                lambda: self._connected_at is not None or self._state in (ENDED, FAILED), timeout
+                lambda: self._connected_at is not None or self._state.over, timeout
             ):
                 raise VoiceTimeout(f"the voice call did not connect within {timeout:g} s")
             if self._connected_at is None:
@@ -248,7 +256,7 @@ class VoiceCall:
         """
         playback = Playback(as_source(audio), self._cond)
         with self._cond:
-            if self._state in (ENDED, FAILED):
+            if self._state.over:
                 raise self._failure("the voice call is over")
             self._queue.append(playback)
         if wait and not playback.wait(timeout):
@@ -272,7 +280,7 @@ class VoiceCall:
                 now = time.monotonic()
                 if self._tracker.reply_done(now, silence):
                     return self._snapshot(self._tracker.current)
-                if self._state in (ENDED, FAILED):
+                if self._state.over:
                     # A call the agent hangs up right after its answer ends that answer too.
                     if self._tracker.reply_done(math.inf, 0.0):
                         return self._snapshot(self._tracker.current)
@@ -308,7 +316,7 @@ class VoiceCall:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (
-                self._state in (ENDED, FAILED)
+                self._state.over
                 or (self._sequence_done and not self._queue and self._playing is None)
             ):
                 remaining = deadline - time.monotonic()
@@ -346,11 +354,10 @@ class VoiceCall:
         # The stop lock keeps a concurrent close() from missing the thread started here.
         with self._stop_lock:
             with self._cond:
-                if self._state != IDLE or self._stopped:
+                if self._stopped or not self._move(CallEvent.INVITED):
                     if message.sdp != self.offer_sdp:
                         log.warning("ignored a second sdpInvite: renegotiation is not supported")
                     return
-                self._state = ANSWERING
                 self.offer_sdp = message.sdp
                 self._cond.notify_all()
             loop = self._start_loop()
@@ -420,8 +427,7 @@ class VoiceCall:
             self._finish_recording()
             with self._cond:
                 self._finished = True
-                if self._state in (IDLE, ANSWERING, CONNECTED):
-                    self._state = ENDED
+                self._move(CallEvent.STOPPED)
                 self._cond.notify_all()
 
     async def _answer(self, offer: str) -> None:
@@ -430,11 +436,11 @@ class VoiceCall:
         conversation = self._conversation
         assert conversation is not None
         addresses = self.ice_addresses
-        if addresses is None and _ice.is_loopback_url(conversation.url):
-            addresses = _ice.LOOPBACK
-        _ice.restrict(addresses)  # this task's context only
+        if addresses is None and is_loopback_url(conversation.url):
+            addresses = LOOPBACK
+        restrict(addresses)  # this task's context only
         try:
-            info = sdp.inspect_offer(offer)
+            info = inspect_offer(offer)
             if "PCMU" not in info.codecs and "PCMA" not in info.codecs:
                 raise VoiceError(f"the offer has no G.711 codec (it offers {info.codecs})")
             pc = RTCPeerConnection()
@@ -442,7 +448,7 @@ class VoiceCall:
             pc.on("connectionstatechange", lambda: self._connection_state(pc.connectionState))
             pc.on("track", self._on_track)
             await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=sdp.prepare_offer(offer), type="offer")
+                RTCSessionDescription(sdp=prepare_offer(offer), type="offer")
             )
             pc.addTrack(PacedTrack(self._pull))
             prefer_g711(pc)
@@ -451,8 +457,8 @@ class VoiceCall:
             await asyncio.wait_for(
                 pc.setLocalDescription(await pc.createAnswer()), self.answer_timeout
             )
-            answer = sdp.shape_answer(pc.localDescription.sdp, info)
-            if not sdp.candidates(answer):
+            answer = shape_answer(pc.localDescription.sdp, info)
+            if not candidates(answer):
                 raise VoiceError("ICE gathered no candidate")
         except Exception as exc:
             self._fail(exc if isinstance(exc, VoiceError) else VoiceError(f"bad offer: {exc}"))
@@ -471,16 +477,14 @@ class VoiceCall:
 
     def _connection_state(self, state: str) -> None:
         with self._cond:
-            if state == "connected" and self._connected_at is None:
-                self._connected_at = time.monotonic()
-                self._state = CONNECTED
-                if self._sequence is not None:
-                    self._tasks.append(asyncio.ensure_future(self._drive(self._sequence)))
-            elif state == "failed" and self._state == ANSWERING:
-                self._error = VoiceError("the WebRTC connection failed (ICE or DTLS)")
-                self._state = FAILED
-            elif state in ("failed", "closed") and self._state == CONNECTED:
-                self._state = ENDED  # the far end hung up the media (it may not say goodbye)
+            event = _MEDIA_EVENTS.get(state)
+            if event is not None and self._move(event):
+                if self._state is CallState.CONNECTED:
+                    self._connected_at = time.monotonic()
+                    if self._sequence is not None:
+                        self._tasks.append(asyncio.ensure_future(self._drive(self._sequence)))
+                elif self._state is CallState.FAILED:
+                    self._error = VoiceError("the WebRTC connection failed (ICE or DTLS)")
             self._cond.notify_all()
         log.debug("voice connection %s", state)
 
@@ -586,16 +590,23 @@ class VoiceCall:
                 playback.finished_at = now
             self._queue.clear()
             self._playing = None
-            if self._state in (IDLE, ANSWERING, CONNECTED):
-                self._state = ENDED
+            self._move(CallEvent.STOPPED)
             self._cond.notify_all()
 
     def _fail(self, error: BaseException) -> None:
         log.warning("voice call failed: %s", error)
         with self._cond:
             self._error = error
-            self._state = FAILED
+            self._move(CallEvent.BROKE)
             self._cond.notify_all()
+
+    def _move(self, event: CallEvent) -> bool:
+        """Apply ``event`` to the state (the caller holds ``_cond`` and notifies); True when the
+        state changed. The one place the state moves; the rule is :func:`.state.next_state`."""
+        state = next_state(self._state, event)
+        changed = state is not self._state
+        self._state = state
+        return changed
 
     def _failure(self, what: str) -> VoiceError:
         error = self._error

@@ -1,11 +1,5 @@
-"""Voice call errors (importable without aiortc)."""
+"""Voice call errors (importable without aiortc); defined in :mod:`blackbox_sync.errors`."""
 
-from blackbox_sync.errors import BlackBoxError, OperationTimeout
+from blackbox_sync.errors import VoiceError, VoiceTimeout
 
-
-class VoiceError(BlackBoxError):
-    """The voice call could not be set up or broke (bad offer, ICE or DTLS failure)."""
-
-
-class VoiceTimeout(VoiceError, OperationTimeout):
-    """A blocking voice call method ran out of time."""
+__all__ = ["VoiceError", "VoiceTimeout"]

@@ -14,13 +14,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import attrs
 
+from blackbox_sync.errors import VoiceError
+
 # Static RTP payload types a SIP stack may list without an ``a=rtpmap`` line (RFC 3551).
 STATIC_AUDIO_TYPES = {0: "PCMU/8000", 8: "PCMA/8000", 9: "G722/8000"}
 SRTP_PROFILES = ("RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF")
 _M_LINE = re.compile(r"^m=(\S+) (\d+)(?:/\d+)? (\S+)(?: (.*))?$")
 
 
-class SdpError(ValueError):
+class SdpError(VoiceError, ValueError):
     """An SDP that cannot carry a call (no audio section, no ICE credentials, no DTLS)."""
 
 

@@ -1,15 +1,18 @@
 """HTML rendering for notebooks: every kind of frame, replies, results, transcripts, escaping."""
 
+import ast
 import html.parser
 import json
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
+from testkit import ROOT
 
 import blackbox_sync as bb
 from blackbox_sync.display import (
     MAX_JSON_CHARS,
     message_html,
+    register,
     reply_html,
     result_html,
     transcript_html,
@@ -273,3 +276,38 @@ def test_a_real_conversation_renders(connect: Callable[..., bb.Conversation]) ->
     assert "shipped <b>now</b>" in transcript
     assert conv.result is not None
     assert "Completed" in text_of(result_html(conv.result))
+
+
+class TestRegistration:
+    """The protocol classes know nothing of HTML; display.register hands IPython the renderers."""
+
+    def test_ipython_renders_each_kind_through_the_registered_functions(self) -> None:
+        formatters = pytest.importorskip("IPython.core.formatters")
+        shown = formatters.DisplayFormatter()
+        assert register(shown.formatters["text/html"])
+        result = bb.ConversationResult(status="Completed")
+        reply = make_reply()
+        transcript = bb.Transcript([bb.TextMessage(source="user", text=EVIL)])
+        text = bb.TextMessage(source="assistant", text=EVIL)
+        for value, rendered in [
+            (text, message_html(text)),
+            (result, result_html(result)),
+            (reply, reply_html(reply)),
+            (transcript, transcript_html(transcript)),
+        ]:
+            data, _ = shown.format(value)
+            assert data["text/html"] == rendered
+
+    def test_outside_a_running_shell_nothing_is_registered(self) -> None:
+        assert register() is False
+
+    def test_the_protocol_layer_does_not_import_presentation(self) -> None:
+        for path in (ROOT / "blackbox_sync" / "protocol").glob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names = [
+                node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            ]
+            names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+            assert not [n for n in names if "display" in n or "IPython" in n], path.name
+        for cls in (bb.Message, bb.ConversationResult, bb.Reply, bb.Transcript):
+            assert all("_repr_html_" not in vars(k) for k in cls.__mro__), cls

@@ -48,10 +48,11 @@ def free_port() -> int:
 
 
 class TestConfiguration:
-    def test_no_key_is_a_clear_authentication_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_no_key_is_a_clear_usage_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("BLACKBOX_API_KEY", raising=False)
-        with pytest.raises(AuthenticationError, match="BLACKBOX_API_KEY"):
+        with pytest.raises(UsageError, match="BLACKBOX_API_KEY") as info:
             Client()
+        assert not isinstance(info.value, AuthenticationError)  # nothing was refused: none given
 
     def test_key_and_base_url_from_the_environment(
         self, emulator: Emulator, monkeypatch: pytest.MonkeyPatch

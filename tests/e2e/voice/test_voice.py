@@ -30,6 +30,7 @@ from blackbox_sync.testing import (  # noqa: E402
 from blackbox_sync.voice import (  # noqa: E402
     SAMPLE_RATE,
     AudioSource,
+    CallState,
     VoiceCall,
     VoiceError,
     WavSequence,
@@ -118,7 +119,8 @@ def test_round_trip_audio_both_ways(
         result = conv.terminate(timeout=10)
     assert result is not None
     assert result.status == "Completed"
-    assert call.state == "ended"
+    assert call.state is CallState.ENDED
+    assert call.state == "ended"  # a str, as the docs compared it before
     assert reply.text == "You said: (user audio 2.0 s)"
     assert reply.latency is not None
     assert 0.3 < reply.latency < 3.0
@@ -286,7 +288,7 @@ def test_unusable_offer_fails_the_call_not_the_conversation() -> None:
         with conv:
             with pytest.raises(VoiceError, match=r"ICE|offer"):
                 call.wait_connected(timeout=10)
-            assert call.state == "failed"
+            assert call.state is CallState.FAILED
             assert conv.ask("hello", timeout=5).text == "You said: hello"
 
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blackbox_sync as bb
+from blackbox_sync.display import message_html, result_html, transcript_html
 from blackbox_sync.protocol.messages import decode, decode_object, encode, to_wire
 
 UTC = timezone.utc
@@ -291,9 +292,9 @@ def test_known_types_with_junk_payloads(
 def test_notebook_rendering_is_escaped() -> None:
     evil = "<script>alert(1)</script>"
     for html in [
-        bb.TextMessage(source="assistant", text=evil)._repr_html_(),
-        bb.ConversationResult(status=evil)._repr_html_(),
-        bb.Transcript([bb.TextMessage(source="user", text=evil)])._repr_html_(),
+        message_html(bb.TextMessage(source="assistant", text=evil)),
+        result_html(bb.ConversationResult(status=evil)),
+        transcript_html(bb.Transcript([bb.TextMessage(source="user", text=evil)])),
     ]:
         assert "&lt;script&gt;" in html
         assert evil not in html

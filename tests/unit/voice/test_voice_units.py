@@ -25,6 +25,7 @@ from blackbox_sync.voice import (
 )
 from blackbox_sync.voice import sdp as sdp_mod
 from blackbox_sync.voice.audio import duration
+from blackbox_sync.voice.state import CallEvent, CallState, next_state
 from blackbox_sync.voice.turns import TurnTracker
 
 FINGERPRINT = ":".join(["AB"] * 32)
@@ -283,3 +284,39 @@ class TestTurns:
         assert [t.index for t in tracker.turns] == [0, 1, 2]
         assert tracker.turns[1].user_texts == ["hello"]
         assert tracker.turns[1].reference_at == 2.0
+
+
+class TestCallState:
+    """The call's lifecycle: one table in voice/state.py, and string comparisons still work."""
+
+    def test_a_call_that_connects_and_hangs_up(self) -> None:
+        state = CallState.IDLE
+        path = []
+        for event in (CallEvent.INVITED, CallEvent.MEDIA_UP, CallEvent.MEDIA_CLOSED):
+            state = next_state(state, event)
+            path.append(state)
+        assert path == [CallState.ANSWERING, CallState.CONNECTED, CallState.ENDED]
+        assert state.over
+
+    def test_media_failing_before_or_after_it_flowed(self) -> None:
+        assert next_state(CallState.ANSWERING, CallEvent.MEDIA_FAILED) is CallState.FAILED
+        assert next_state(CallState.CONNECTED, CallEvent.MEDIA_FAILED) is CallState.ENDED
+
+    @pytest.mark.parametrize("state", list(CallState))
+    def test_stop_ends_a_live_call_and_breaking_fails_any(self, state: CallState) -> None:
+        stopped = next_state(state, CallEvent.STOPPED)
+        assert stopped is (state if state.over else CallState.ENDED)
+        assert next_state(state, CallEvent.BROKE) is CallState.FAILED
+
+    def test_events_that_do_not_apply_change_nothing(self) -> None:
+        assert (
+            next_state(CallState.ANSWERING, CallEvent.INVITED) is CallState.ANSWERING
+        )  # 2nd offer
+        assert next_state(CallState.ENDED, CallEvent.MEDIA_UP) is CallState.ENDED
+        assert next_state(CallState.IDLE, CallEvent.MEDIA_CLOSED) is CallState.IDLE
+
+    def test_it_is_a_string(self) -> None:
+        assert CallState.CONNECTED == "connected"
+        assert f"{CallState.ENDED}" == "ended"
+        assert str(CallState.FAILED) == "failed"
+        assert [s.value for s in CallState] == ["idle", "answering", "connected", "ended", "failed"]
