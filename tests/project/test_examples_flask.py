@@ -12,7 +12,7 @@ import threading
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from testkit import ROOT
+from testkit import ROOT, start_reader
 
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent
 
@@ -333,8 +333,7 @@ def test_the_readme_command_serves_the_page() -> None:
         cwd=str(ROOT),
     )
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()])
-    reader.start()
+    reader = start_reader(proc, lines)
     try:
         first = lines.get(timeout=TIMEOUT)
         match = re.search(r"Support page: (http://\S+)", first)

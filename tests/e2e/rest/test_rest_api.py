@@ -122,7 +122,7 @@ class TestAgents:
     def test_update_by_id_round_trips_unknown_config(
         self, client: Client, emulator: Emulator
     ) -> None:
-        config = {
+        config: Dict[str, Any] = {
             "llmConfig": {"prompt": "old", "apiKey": "sk-x", "vendorSpecificOptions": {"a": 1}},
             "futureSetting": {"deep": [1, 2, {"x": None}]},
             "features": {"fillers": {"isEnabled": True}},
