@@ -10,9 +10,20 @@ from typing import Any, List, Optional, Protocol
 import pytest
 
 import blackbox_sync as bb
+from blackbox_sync.testing import Agent
 
 ROOT = Path(__file__).resolve().parents[2]
 """The project's top folder (README.md, examples/, docs/)."""
+
+
+class Connect(Protocol):
+    """The ``connect`` fixture: a conversation against the test's emulator, connected unless
+    ``connect=False``; ``agent`` becomes the emulator's default agent; ``options`` go to
+    :class:`blackbox_sync.Conversation`."""
+
+    def __call__(
+        self, agent: Optional[Agent] = None, *, connect: bool = True, **options: Any
+    ) -> bb.Conversation: ...
 
 
 class HasPhase(Protocol):

@@ -5,6 +5,7 @@ import json
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
+from testkit import Connect
 
 import blackbox_sync as bb
 from blackbox_sync.display import (
@@ -248,7 +249,7 @@ class TestTranscript:
         assert "(filler)" in text_of(transcript_html(history, fillers=["hmm"]))
 
 
-def test_a_real_conversation_renders(connect: Callable[..., bb.Conversation]) -> None:
+def test_a_real_conversation_renders(connect: Connect) -> None:
     """Frames as the library really records them, from a conversation with the emulator."""
     agent = ScriptedAgent(
         [

@@ -3,16 +3,14 @@
 import json
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
-from testkit import phase_now
+from testkit import Connect, phase_now
 
 import blackbox_sync as bb
 from blackbox_sync.testing import CallTool, Emulator, FrameRecord, Rule, ScriptedAgent
 from blackbox_sync.testing.agents.scripted import RawFrame
-
-Connect = Callable[..., bb.Conversation]
 
 
 def client_frames(emulator: Emulator, kind: str) -> List[FrameRecord]:
@@ -323,6 +321,7 @@ class TestTools:
             ScriptedAgent([Rule("go", ["ok"], raw_frames=[request, request])]), connect=False
         )
         calls: List[int] = []
+
         def tool() -> str:
             calls.append(1)
             return "x"

@@ -7,9 +7,10 @@ detector, not a speed test): what matters is that it returns, and with which exc
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from testkit import Connect
 
 import blackbox_sync as bb
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent
@@ -33,8 +34,6 @@ from blackbox_sync.testing.faults import (
     close_after_init,
     close_before_init,
 )
-
-Connect = Callable[..., bb.Conversation]
 
 # Added to every bound: loopback and a loaded 2-core CI machine never need this much.
 GRACE = 5.0

@@ -2,7 +2,7 @@
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict
+from typing import Any, Dict, cast
 
 import pytest
 from hypothesis import given, settings
@@ -243,7 +243,7 @@ messages = st.one_of(
 def test_encode_then_decode_gives_the_same_message(message: bb.Message) -> None:
     decoded = decode(encode(message))
     if isinstance(message, bb.ErrorMessage):
-        assert decoded.message == message.message  # type: ignore[attr-defined]
+        assert cast(bb.ErrorMessage, decoded).message == message.message
     else:
         assert decoded == message
 

@@ -1,6 +1,6 @@
 """Layer 2: the end-of-turn rule and the conversation phases, driven by a fake clock."""
 
-from typing import Optional
+from typing import Optional, cast
 
 import pytest
 from testkit import phase_now
@@ -214,7 +214,7 @@ def test_history_and_turn_keep_a_byte_budget_oldest_first() -> None:
     state.receive(bb.Event(name=LooseStr("connection")), 0.0, size=10)
     for i in range(20):
         state.receive(assistant(f"{i:02d}" + "x" * 298), float(i), size=300)
-    assert [m.text for m in state.history] == [  # type: ignore[attr-defined]
+    assert [cast(bb.TextMessage, m).text for m in state.history] == [
         f"{i:02d}" + "x" * 298 for i in (17, 18, 19)
     ]
     assert len(state.turn.messages) == 3
@@ -226,7 +226,7 @@ def test_a_frame_larger_than_the_budget_is_still_the_newest_kept() -> None:
     state = ConversationState(max_history_bytes=100)
     state.receive(assistant("small"), 0.0, size=20)
     state.receive(assistant("y" * 500), 1.0, size=520)
-    assert [m.text for m in state.history] == ["y" * 500]  # type: ignore[attr-defined]
+    assert [cast(bb.TextMessage, m).text for m in state.history] == ["y" * 500]
     state.sent(bb.IncomingChatMessage("hi"), size=30)
     assert len(state.history) == 1  # the big one went once the budget needed room
 
