@@ -6,13 +6,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
-from testkit import stop_process
+from testkit import Connect, stop_process
 
 import blackbox_sync as bb
-from blackbox_sync.testing import Emulator, ScriptedAgent
+from blackbox_sync.testing import Agent, Emulator, ScriptedAgent
 
 # Short enough to keep tests fast, long enough that loopback jitter never splits a scripted turn.
 QUIET = 0.25
@@ -26,12 +26,12 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def connect(emulator: Emulator) -> Iterator[Callable[..., bb.Conversation]]:
+def connect(emulator: Emulator) -> Iterator[Connect]:
     """Open conversations against the emulator; all are closed when the test ends."""
     opened: List[bb.Conversation] = []
 
     def open_conversation(
-        agent: Any = None, *, connect: bool = True, **options: Any
+        agent: Optional[Agent] = None, *, connect: bool = True, **options: Any
     ) -> bb.Conversation:
         if agent is not None:
             emulator.default_agent = agent

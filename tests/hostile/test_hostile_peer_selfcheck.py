@@ -1,11 +1,15 @@
 """The hostile peer itself speaks enough WebSocket for a real client to hold a conversation."""
 
-from ws_peer import PeerConnection, server_frame
+from typing import Callable
+
+from ws_peer import HostileServer, PeerConnection, Script, server_frame
 
 import blackbox_sync as bb
 
 
-def test_a_conversation_against_the_hostile_peer(hostile_ws) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_against_the_hostile_peer(
+    hostile_ws: Callable[[Script], HostileServer],
+) -> None:
     def script(peer: PeerConnection) -> None:
         peer.open_conversation()
         message = peer.recv_until_type("incomingChatMessage")

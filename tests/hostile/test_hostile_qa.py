@@ -105,11 +105,20 @@ def test_minted_tokens_and_the_api_key_never_reach_a_report(peer: Peer, tmp_path
         assert API_KEY not in text
 
 
+class _StatusServer(http.server.ThreadingHTTPServer):
+    """A server whose every answer has ``status``; ``requests`` counts what it answered."""
+
+    status: int
+    requests: int
+
+
 class _Status(http.server.BaseHTTPRequestHandler):
     """Answers every request (REST or WebSocket upgrade) with the server's ``status``."""
 
+    server: _StatusServer
+
     def answer(self) -> None:
-        server: Any = self.server
+        server = self.server
         server.requests += 1
         self.send_response(server.status)
         self.send_header("Content-Type", "application/problem+json")
@@ -125,8 +134,8 @@ class _Status(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def answering(status: int) -> Iterator[Any]:
-    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Status)
+def answering(status: int) -> Iterator[_StatusServer]:
+    server = _StatusServer(("127.0.0.1", 0), _Status)
     server.status, server.requests = status, 0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

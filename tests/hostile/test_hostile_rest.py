@@ -7,7 +7,7 @@ import socket
 import time
 from typing import Any, Callable, Dict, Iterator, List
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 import requests
 from http_peer import (

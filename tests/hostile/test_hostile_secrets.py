@@ -5,10 +5,10 @@ the redaction rule itself (whole occurrences, short secrets only as words).
 """
 
 import logging
-from typing import Callable, List
+from typing import Any, Callable, Dict, List
 
 import pytest
-from ws_peer import HostileServer, PeerConnection, server_frame
+from ws_peer import HostileServer, PeerConnection, Script, server_frame
 
 import blackbox_sync as bb
 from blackbox_sync.redact import MASK, Secret, redact_json, redact_text
@@ -44,9 +44,9 @@ def assert_clean(text: str, *secrets: str) -> None:
     ids=["token", "dev-endpoint-api-key"],
 )
 def test_an_error_frame_echoing_the_credential_is_redacted_everywhere(
-    hostile_ws: Callable[..., HostileServer],
+    hostile_ws: Callable[[Script], HostileServer],
     caplog: pytest.LogCaptureFixture,
-    options: dict,  # type: ignore[type-arg]
+    options: Dict[str, Any],
     secret: str,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="blackbox_sync")
@@ -66,7 +66,7 @@ def test_an_error_frame_echoing_the_credential_is_redacted_everywhere(
     texts = [str(e) for e in shown] + [repr(e) for e in shown]
     for error in shown:
         texts += [str(getattr(error, name, "")) for name in ("message", "data", "reason")]
-    texts.append(str(conv.close_reason) if hasattr(conv, "close_reason") else "")
+    texts.append(str(conv.close_reason))
     texts += [r.getMessage() for r in caplog.records]
     texts += [caplog.text]
     joined = "\n".join(texts)
@@ -102,7 +102,7 @@ def test_credential_parameters_and_bearer_values_are_masked_even_when_unknown() 
 
 
 def test_redacting_a_hostile_deep_value_does_not_fail() -> None:
-    deep: list = []  # type: ignore[type-arg]
+    deep: List[Any] = []
     node = deep
     for _ in range(5000):
         node.append([])

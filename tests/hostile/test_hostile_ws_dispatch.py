@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, cast
 
 import psutil
 import pytest
@@ -196,7 +196,7 @@ def test_history_is_bounded_by_bytes_and_rss_with_it(hostile_ws: Start) -> None:
     # Measured: ~18 MiB with the 8 MiB budget, ~73 MiB with none (every frame kept).
     assert growth < 45 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MiB"
     assert len(history) <= budget // size + 2
-    assert history[-1].text == "the end"  # type: ignore[attr-defined]
+    assert cast(bb.TextMessage, history[-1]).text == "the end"
     assert sum(len(t) for t in turn_texts) <= budget + size
     assert turn_texts[-1] == "the end"
 

@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Type, TypeVar
 
 import pytest
 from ws_peer import (
@@ -34,6 +34,7 @@ TOKEN = "hostile-secret-token-0123456789"
 # What a bound may exceed the operation's own timeout by: the close after it (at most about a
 # second) and a loaded machine.
 MARGIN = 2.0
+E = TypeVar("E", bound=BaseException)
 
 Start = Callable[[Script], HostileServer]
 
@@ -43,7 +44,7 @@ def conversation(server: HostileServer, **options: Any) -> bb.Conversation:
     return bb.Conversation(TOKEN, url=server.ws_url(query=""), allow_insecure=True, **options)
 
 
-def connect_fails(conv: bb.Conversation, timeout: float, error: "type[BaseException]") -> Any:
+def connect_fails(conv: bb.Conversation, timeout: float, error: Type[E]) -> E:
     """``conv.connect(timeout)`` raises ``error`` within the bound; the exception."""
     started = time.monotonic()
     with pytest.raises(error) as caught:

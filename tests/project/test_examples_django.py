@@ -12,7 +12,7 @@ import threading
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from testkit import ROOT, stop_process
+from testkit import ROOT, start_reader, stop_process
 
 from blackbox_sync.testing import Emulator, Rule, ScriptedAgent
 
@@ -233,9 +233,7 @@ def test_runserver_against_an_emulator_process() -> None:
     readers: List[threading.Thread] = []
 
     def follow(proc: "subprocess.Popen[str]") -> None:
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()])
-        reader.start()
-        readers.append(reader)
+        readers.append(start_reader(proc, lines))
 
     try:
         follow(emulator)

@@ -9,12 +9,17 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, Iterator, List
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List
 
 import pytest
-from testkit import ROOT
+from testkit import ROOT, start_reader
 
+import blackbox_sync as bb
 from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
 
 flask = pytest.importorskip("flask")
 requests = pytest.importorskip("requests")
@@ -48,7 +53,7 @@ def emu() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def app(emu: Emulator) -> Iterator[Any]:
+def app(emu: Emulator) -> Iterator["Flask"]:
     application = create_app(
         {
             "TESTING": True,
@@ -64,14 +69,16 @@ def app(emu: Emulator) -> Iterator[Any]:
     application.extensions["blackbox_registry"].close_all()
 
 
-def ask(client: Any, question: str) -> Dict[str, Any]:
+def ask(client: "FlaskClient", question: str) -> Dict[str, Any]:
     answer = client.post("/support/ask", json={"question": question})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     body: Dict[str, Any] = answer.get_json()
     return body
 
 
-def test_the_support_page_relays_a_question_and_answers_the_tool(app: Any, emu: Emulator) -> None:
+def test_the_support_page_relays_a_question_and_answers_the_tool(
+    app: "Flask", emu: Emulator
+) -> None:
     with app.test_client() as client:
         page = client.get("/support").get_data(as_text=True)
         assert "Where is ORD-12345?" in page  # the hint
@@ -89,7 +96,7 @@ def test_the_support_page_relays_a_question_and_answers_the_tool(app: Any, emu: 
     assert record.additional_data["channel"] == "support-page"
 
 
-def test_the_json_api(app: Any) -> None:
+def test_the_json_api(app: "Flask") -> None:
     with app.test_client() as client:
         body = ask(client, "Where is ORD-777?")
         assert body == {
@@ -100,7 +107,7 @@ def test_the_json_api(app: Any) -> None:
         assert client.post("/support/ask", json={}).status_code == 400
 
 
-def test_what_visitors_type_is_escaped(app: Any, emu: Emulator) -> None:
+def test_what_visitors_type_is_escaped(app: "Flask", emu: Emulator) -> None:
     emu.default_agent = ScriptedAgent(default="You said: {user}", greeting="Hi.")
     with app.test_client() as client:
         page = client.post("/support", data={"question": "<script>alert(1)</script>"})
@@ -109,7 +116,7 @@ def test_what_visitors_type_is_escaped(app: Any, emu: Emulator) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
-def test_one_conversation_per_visitor(app: Any, emu: Emulator) -> None:
+def test_one_conversation_per_visitor(app: "Flask", emu: Emulator) -> None:
     emu.default_agent = QUICK_AGENT
     with app.test_client() as first, app.test_client() as second:
         ask(first, "ORD-1")
@@ -121,7 +128,7 @@ def test_one_conversation_per_visitor(app: Any, emu: Emulator) -> None:
 
 
 def test_concurrent_questions_of_one_visitor_share_its_conversation(
-    app: Any, emu: Emulator
+    app: "Flask", emu: Emulator
 ) -> None:
     emu.default_agent = QUICK_AGENT
     with app.test_client() as opener:
@@ -151,7 +158,7 @@ def test_concurrent_questions_of_one_visitor_share_its_conversation(
     assert sum(1 for who, _ in record.transcript if who == "user") == 5
 
 
-def test_ending_and_starting_again(app: Any, emu: Emulator) -> None:
+def test_ending_and_starting_again(app: "Flask", emu: Emulator) -> None:
     emu.default_agent = QUICK_AGENT
     with app.test_client() as client:
         ask(client, "ORD-1")
@@ -194,7 +201,7 @@ class TestWebhook:
         "arguments": {"orderNumber": "ORD-777"},
     }
 
-    def test_a_tool_webhook_is_answered_by_the_same_function(self, app: Any) -> None:
+    def test_a_tool_webhook_is_answered_by_the_same_function(self, app: "Flask") -> None:
         with app.test_client() as client:
             answer = client.post(
                 "/blackbox/webhook", json=self.TOOL, headers={"X-Webhook-Secret": SECRET}
@@ -204,7 +211,7 @@ class TestWebhook:
             unsigned = client.post("/blackbox/webhook", json=self.TOOL)
             assert unsigned.status_code == 401
 
-    def test_the_agent_calls_the_webhook_over_http(self, app: Any, emu: Emulator) -> None:
+    def test_the_agent_calls_the_webhook_over_http(self, app: "Flask", emu: Emulator) -> None:
         """The emulator's agent runs its webhook tool against the app on a real socket."""
         from werkzeug.serving import make_server
 
@@ -247,16 +254,16 @@ class TestRegistry:
     """The registry on its own, with a fake clock, against the emulator."""
 
     @pytest.fixture
-    def opened(self, emu: Emulator) -> Iterator[List[Any]]:
+    def opened(self, emu: Emulator) -> Iterator[List[bb.Conversation]]:
         emu.default_agent = QUICK_AGENT
-        made: List[Any] = []
+        made: List[bb.Conversation] = []
         yield made
         for conversation in made:
             conversation.close()
 
-    def factory(self, emu: Emulator, made: List[Any]) -> Any:
-        import blackbox_sync as bb
-
+    def factory(
+        self, emu: Emulator, made: List[bb.Conversation]
+    ) -> Callable[[str], bb.Conversation]:
         def open_conversation(key: str) -> bb.Conversation:
             conversation = bb.Conversation(token=emu.token, base_url=emu.base_url, quiet_period=0.2)
             made.append(conversation)
@@ -265,7 +272,7 @@ class TestRegistry:
         return open_conversation
 
     def test_idle_conversations_are_closed_on_the_next_access(
-        self, emu: Emulator, opened: List[Any]
+        self, emu: Emulator, opened: List[bb.Conversation]
     ) -> None:
         now = [0.0]
         registry = ConversationRegistry(
@@ -282,7 +289,9 @@ class TestRegistry:
             registry.close_all()
         assert all(c.closed for c in opened)
 
-    def test_the_least_recently_used_makes_room(self, emu: Emulator, opened: List[Any]) -> None:
+    def test_the_least_recently_used_makes_room(
+        self, emu: Emulator, opened: List[bb.Conversation]
+    ) -> None:
         now = [0.0]
         registry = ConversationRegistry(
             self.factory(emu, opened), max_conversations=2, clock=lambda: now[0]
@@ -298,7 +307,7 @@ class TestRegistry:
             registry.close_all()
 
     def test_simultaneous_first_requests_open_one_conversation(
-        self, emu: Emulator, opened: List[Any]
+        self, emu: Emulator, opened: List[bb.Conversation]
     ) -> None:
         registry = ConversationRegistry(self.factory(emu, opened))
         barrier = threading.Barrier(4)
@@ -333,8 +342,7 @@ def test_the_readme_command_serves_the_page() -> None:
         cwd=str(ROOT),
     )
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()])
-    reader.start()
+    reader = start_reader(proc, lines)
     try:
         first = lines.get(timeout=TIMEOUT)
         match = re.search(r"Support page: (http://\S+)", first)

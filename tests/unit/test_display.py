@@ -6,7 +6,7 @@ import json
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from testkit import ROOT
+from testkit import ROOT, Connect
 
 import blackbox_sync as bb
 from blackbox_sync.display import (
@@ -17,6 +17,7 @@ from blackbox_sync.display import (
     result_html,
     transcript_html,
 )
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.protocol.messages import decode
 from blackbox_sync.testing import CallTool, Rule, ScriptedAgent
 
@@ -251,7 +252,7 @@ class TestTranscript:
         assert "(filler)" in text_of(transcript_html(history, fillers=["hmm"]))
 
 
-def test_a_real_conversation_renders(connect: Callable[..., bb.Conversation]) -> None:
+def test_a_real_conversation_renders(connect: Connect) -> None:
     """Frames as the library really records them, from a conversation with the emulator."""
     agent = ScriptedAgent(
         [
@@ -285,10 +286,10 @@ class TestRegistration:
         formatters = pytest.importorskip("IPython.core.formatters")
         shown = formatters.DisplayFormatter()
         assert register(shown.formatters["text/html"])
-        result = bb.ConversationResult(status="Completed")
+        result = bb.ConversationResult(status=LooseStr("Completed"))
         reply = make_reply()
-        transcript = bb.Transcript([bb.TextMessage(source="user", text=EVIL)])
-        text = bb.TextMessage(source="assistant", text=EVIL)
+        transcript = bb.Transcript([bb.TextMessage(source=LooseStr("user"), text=EVIL)])
+        text = bb.TextMessage(source=LooseStr("assistant"), text=EVIL)
         for value, rendered in [
             (text, message_html(text)),
             (result, result_html(result)),

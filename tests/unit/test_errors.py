@@ -82,7 +82,7 @@ def test_rest_and_frame_errors_stay_apart(child: type, other: type) -> None:
 
 
 def _package_exceptions() -> List[Type[BaseException]]:
-    found = []
+    found: List[Type[BaseException]] = []
     for info in pkgutil.walk_packages(bb.__path__, "blackbox_sync."):
         if ".testing" in info.name or info.name.endswith("__main__"):
             continue  # the emulator's own control flow never reaches a client's caller

@@ -1,5 +1,7 @@
 """Where a Conversation connects, and the rule against sending credentials in plain text."""
 
+from typing import Any, Dict
+
 import pytest
 
 import blackbox_sync as bb
@@ -23,7 +25,7 @@ from blackbox_sync.urls import check_transport_security, websocket_url
         ({"token": "T", "url": "wss://x.example/custom?a=1"}, "wss://x.example/custom?a=1&token=T"),
     ],
 )
-def test_websocket_url(kwargs: dict, expected: str) -> None:
+def test_websocket_url(kwargs: Dict[str, Any], expected: str) -> None:
     assert websocket_url(**kwargs) == expected
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -230,7 +231,7 @@ def test_the_qa_command_is_wired_in_when_the_qa_runner_is_installed() -> None:
     assert out.stdout.startswith("usage: blackbox-sync qa")
 
 
-def test_the_qa_example_through_this_command(tmp_path: Any) -> None:
+def test_the_qa_example_through_this_command(tmp_path: Path) -> None:
     """The README's QA step: the example suite's smoke conversations pass on the emulator."""
     pytest.importorskip("blackbox_sync.cli.qa")
     out = cli(
@@ -305,7 +306,7 @@ class EmulatorProcess:
         stop_process(self.proc, self.reader)
 
 
-def test_the_emulator_command_serves_what_the_other_commands_use(tmp_path: Any) -> None:
+def test_the_emulator_command_serves_what_the_other_commands_use(tmp_path: Path) -> None:
     agent_file = tmp_path / "agent.json"
     agent_file.write_text('{"greeting": "Hi from the file.", "default": "Echo: {user}"}')
     emulator = EmulatorProcess("--agent", str(agent_file))

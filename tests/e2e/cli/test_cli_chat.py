@@ -399,7 +399,9 @@ def clean_env() -> Dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BLACKBOX_")}
 
 
-def run_chat(*args: str, stdin: str = "", env: Optional[Dict[str, str]] = None) -> Any:
+def run_chat(
+    *args: str, stdin: str = "", env: Optional[Dict[str, str]] = None
+) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(
         [sys.executable, "-m", "blackbox_sync", "chat", *args],
         input=stdin,

@@ -3,17 +3,17 @@
 import json
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
+from testkit import Connect, phase_now
 
 import blackbox_sync as bb
-from blackbox_sync.testing import CallTool, Emulator, Rule, ScriptedAgent
+from blackbox_sync.testing import CallTool, Emulator, FrameRecord, Rule, ScriptedAgent
+from blackbox_sync.testing.agents.scripted import RawFrame
 
-Connect = Callable[..., bb.Conversation]
 
-
-def client_frames(emulator: Emulator, kind: str) -> List[Dict[str, Any]]:
+def client_frames(emulator: Emulator, kind: str) -> List[FrameRecord]:
     return [f for f in emulator.conversations[-1].client_frames if f.get("type") == kind]
 
 
@@ -321,7 +321,12 @@ class TestTools:
             ScriptedAgent([Rule("go", ["ok"], raw_frames=[request, request])]), connect=False
         )
         calls: List[int] = []
-        conv.tool("f", lambda: calls.append(1) or "x")
+
+        def tool() -> str:
+            calls.append(1)
+            return "x"
+
+        conv.tool("f", tool)
         conv.connect(timeout=5)
         conv.ask("go", timeout=5)
         conv.close()
@@ -429,7 +434,7 @@ class TestCallbacks:
 
 class TestFrames:
     def test_unknown_and_malformed_frames_are_survived_and_reported(self, connect: Connect) -> None:
-        junk = [
+        junk: List[RawFrame] = [
             "{not json",
             {"type": "brandNewThing", "x": 1},
             {"type": "text", "content": {"text": 5}},
@@ -486,7 +491,7 @@ class TestLifecycle:
         assert isinstance(result, bb.ConversationResult)
         assert result.status
         assert conv.closed
-        assert conv.phase is bb.Phase.ENDED
+        assert phase_now(conv) is bb.Phase.ENDED
         assert client_frames(emulator, "terminate")
 
     def test_context_manager_terminates(self, emulator: Emulator) -> None:

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 import blackbox_sync as bb
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.protocol.messages import encode
 
 
@@ -52,9 +53,11 @@ class PingPeer:
                 if self.answer_pings:
                     await ws.pong(msg.data)
                 if asked and len(self.pings) == self.reply_after:
-                    await ws.send_str(encode(bb.TextMessage(source="assistant", text="still here")))
+                    still_here = bb.TextMessage(source=LooseStr("assistant"), text="still here")
+                    await ws.send_str(encode(still_here))
             elif msg.type == WSMsgType.TEXT and '"initialize"' in msg.data:
-                await ws.send_str(encode(bb.Event(name="connection", data={"recordId": "r-1"})))
+                connected = bb.Event(name=LooseStr("connection"), data={"recordId": "r-1"})
+                await ws.send_str(encode(connected))
             elif msg.type == WSMsgType.TEXT:
                 asked = True
 

@@ -5,13 +5,10 @@ import json
 import logging
 import subprocess
 import sys
-from typing import Callable, List
+from typing import List
 
 import pytest
-
-import blackbox_sync as bb
-
-Connect = Callable[..., bb.Conversation]
+from testkit import Connect
 
 SILENT_PROGRAM = """
 import blackbox_sync as bb

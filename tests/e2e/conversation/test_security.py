@@ -20,7 +20,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from testkit import ROOT
+from testkit import ROOT, Connect
 
 import blackbox_sync as bb
 from blackbox_sync.protocol.codec import LooseStr
@@ -583,7 +583,7 @@ class TestBounds:
         conv.close()
 
     def test_a_flood_of_tool_requests_is_answered_not_queued(
-        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+        self, connect: Connect, emulator: Emulator
     ) -> None:
         count = 300
         requests = [
@@ -615,7 +615,7 @@ class TestBounds:
         assert sorted(answers) == sorted(f"t{i}" for i in range(count))  # each exactly once
 
     def test_a_flood_of_texts_keeps_only_the_last_max_history(
-        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+        self, connect: Connect, emulator: Emulator
     ) -> None:
         count, keep = 3000, 500
         texts = [
@@ -635,7 +635,7 @@ class TestBounds:
         assert len(conv.history) == keep
 
     def test_a_flood_of_bad_frames_keeps_bounded_errors(
-        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+        self, connect: Connect, emulator: Emulator
     ) -> None:
         size, count = 256 * 1024, 150
         junk = "{" + "x" * (size - 1)  # not JSON: each one is a ProtocolError
@@ -677,7 +677,7 @@ class TestBounds:
             conv.connect(timeout=5)
 
     def test_outgoing_frames_are_checked_before_sending(
-        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+        self, connect: Connect, emulator: Emulator
     ) -> None:
         conv = connect(max_frame_bytes=4096)
         with pytest.raises(bb.UsageError, match="max_frame_bytes"):
@@ -690,7 +690,7 @@ class TestBounds:
         ]
 
     def test_a_tool_result_too_big_to_send_is_answered_with_an_error(
-        self, connect: Callable[..., bb.Conversation], emulator: Emulator
+        self, connect: Connect, emulator: Emulator
     ) -> None:
         emulator.default_agent = ScriptedAgent(
             [Rule("go", tools=[CallTool("huge", timeout=5)], reply="got {result}")]
@@ -723,7 +723,7 @@ CODE_LIKE = [
 
 
 def test_tool_arguments_are_passed_as_data_never_run(
-    connect: Callable[..., bb.Conversation], emulator: Emulator, tmp_path: Path
+    connect: Connect, emulator: Emulator, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
     args: Dict[str, Any] = {
@@ -751,9 +751,7 @@ def test_tool_arguments_are_passed_as_data_never_run(
     "tool_name",
     ["__init__", "__class__", "register", "eval", "exec", "os.system", "__import__", "submit"],
 )
-def test_only_registered_handlers_run(
-    connect: Callable[..., bb.Conversation], emulator: Emulator, tool_name: str
-) -> None:
+def test_only_registered_handlers_run(connect: Connect, emulator: Emulator, tool_name: str) -> None:
     request = {
         "type": "websocketToolRequest",
         "channelId": None,
@@ -771,7 +769,7 @@ def test_only_registered_handlers_run(
     [{"not-an-identifier": 1}, {"1x": 1}, {"**kw": 1}, {"self": 1}, ["positional"], "text", 42],
 )
 def test_arguments_that_do_not_fit_are_refused_not_coerced(
-    connect: Callable[..., bb.Conversation], emulator: Emulator, args: Any
+    connect: Connect, emulator: Emulator, args: Any
 ) -> None:
     request = {
         "type": "websocketToolRequest",
@@ -918,7 +916,7 @@ class TestSendBounds:
 
 
 def test_a_secret_across_the_log_cut_is_redacted_whole(
-    connect: Callable[..., bb.Conversation],
+    connect: Connect,
     emulator: Emulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

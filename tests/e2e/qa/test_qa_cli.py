@@ -159,6 +159,7 @@ def test_live_target_minting_a_token_per_conversation(shop: Emulator, tmp_path: 
     assert runs[0].target["auth"] == "minted"
     text = out.stdout + out.stderr + results.read_text(encoding="utf-8")
     for secret in {shop.api_key, *minted}:
+        assert secret is not None
         assert secret not in text
 
 

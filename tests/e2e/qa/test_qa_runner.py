@@ -18,7 +18,14 @@ from testkit import ROOT
 import blackbox_sync as bb
 from blackbox_sync import qa
 from blackbox_sync.qa.store import read_jsonl
-from blackbox_sync.testing import CallTool, DropAfter, Emulator, Rule, ScriptedAgent
+from blackbox_sync.testing import (
+    AgentContext,
+    CallTool,
+    DropAfter,
+    Emulator,
+    Rule,
+    ScriptedAgent,
+)
 
 HERE = Path(__file__).resolve().parent
 ERROR_FRAME = {
@@ -399,7 +406,7 @@ def double(x: int) -> Dict[str, int]:
 ANSWERS: Iterator[str] = iter(())
 
 
-def alternating(text: str, context: Any) -> str:
+def alternating(text: str, context: AgentContext) -> str:
     return next(ANSWERS)
 
 

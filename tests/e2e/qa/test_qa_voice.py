@@ -14,7 +14,7 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import TYPE_CHECKING, Any, Dict, Iterator
 
 import pytest
 from testkit import ROOT, suite_problems, write
@@ -28,6 +28,9 @@ from blackbox_sync import qa
 from blackbox_sync.qa.reports.common import attempt_text
 from blackbox_sync.qa.results import CaseResult, Status
 from blackbox_sync.qa.store import read_jsonl
+
+if TYPE_CHECKING:
+    from blackbox_sync.testing import Emulator
 
 EXAMPLES = ROOT / "examples" / "qa"
 RATE = 8000
@@ -190,7 +193,7 @@ def by_length(pcm: bytes) -> str:
 
 
 @pytest.fixture
-def voice_emulator() -> Iterator[Any]:
+def voice_emulator() -> Iterator["Emulator"]:
     from blackbox_sync.testing import Emulator, EmulatorVoice, Rule, ScriptedAgent
 
     agent = ScriptedAgent(
@@ -232,7 +235,7 @@ conversations:
 
 @needs_voice
 def test_voice_cases_run_over_webrtc_and_time_the_first_audio(
-    voice_emulator: Any, tmp_path: Path
+    voice_emulator: "Emulator", tmp_path: Path
 ) -> None:
     write_tone(tmp_path / "clips" / "order.wav", 0.6, 440)
     write_tone(tmp_path / "clips" / "bye.wav", 1.4, 660)
@@ -278,6 +281,7 @@ def test_voice_cases_run_over_webrtc_and_time_the_first_audio(
     assert all(t["first_audio_ms"] > 0 for t in turns)
     assert turns[1]["turn_end"]["quiet_ms"] == 300.0
 
+    assert voice_emulator.voice is not None
     heard = voice_emulator.voice.calls
     assert len(heard) == 2
     assert all(call.connected and call.ended and not call.errors for call in heard)

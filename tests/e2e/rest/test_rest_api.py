@@ -9,6 +9,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from blackbox_sync.errors import ApiError, ConflictError, NotFoundError
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.rest import (
     AgentConfig,
     CallRequest,
@@ -122,7 +123,7 @@ class TestAgents:
     def test_update_by_id_round_trips_unknown_config(
         self, client: Client, emulator: Emulator
     ) -> None:
-        config = {
+        config: Dict[str, Any] = {
             "llmConfig": {"prompt": "old", "apiKey": "sk-x", "vendorSpecificOptions": {"a": 1}},
             "futureSetting": {"deep": [1, 2, {"x": None}]},
             "features": {"fillers": {"isEnabled": True}},
@@ -675,7 +676,7 @@ class TestTextChat:
         first = client.text_chat.complete(agent_id)
         assert first.text == "Welcome."
         assert first.state
-        history = [*first.messages, ChatMessage(role="user", content="hello")]  # type: ignore[arg-type]
+        history = [*first.messages, ChatMessage(role=LooseStr("user"), content="hello")]
         second = client.text_chat.complete(agent_id, history, state=first.state)
         assert second.text == "You said: hello"
         assert second.chat_id == first.chat_id

@@ -2,7 +2,7 @@
 
 import logging
 import socket
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import attrs
 import pytest
@@ -84,7 +84,7 @@ class TestConfiguration:
         assert api_base(given) == expected
 
     def test_bearer_auth_and_user_agent(self, client: Client, emulator: Emulator) -> None:
-        seen = {}
+        seen: Dict[str, str] = {}
 
         def capture(response: requests.Response, *args: object, **kwargs: object) -> None:
             seen.update(response.request.headers)

@@ -152,7 +152,8 @@ class TestRecords:
             "timestamp": record.server_frames[1]["timestamp"],
         }
         assert record.transcript == [("user", "hi"), ("assistant", "ok")]
-        assert record.started_at <= record.ended_at  # type: ignore[operator]
+        assert record.ended_at is not None
+        assert record.started_at <= record.ended_at
         assert record.duration is not None
         assert emu.conversation(record.record_id) == record
         with pytest.raises(KeyError):

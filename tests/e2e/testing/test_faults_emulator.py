@@ -153,7 +153,7 @@ class TestConnectionFaults:
             thread.join(10)
             assert not thread.is_alive()
         finally:
-            sock.shutdown()  # type: ignore[no-untyped-call]
+            sock.shutdown()
             emu.stop()
 
 
@@ -181,7 +181,7 @@ MALFORMED: Dict[str, Callable[[Any], bool]] = {
 
 def _connect_quietly(sock: websocket.WebSocket, url: str) -> None:
     try:
-        sock.connect(url)  # type: ignore[no-untyped-call]
+        sock.connect(url)
     except (OSError, websocket.WebSocketException):
         pass
 

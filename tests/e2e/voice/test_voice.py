@@ -120,7 +120,8 @@ def test_round_trip_audio_both_ways(
     assert result is not None
     assert result.status == "Completed"
     assert call.state is CallState.ENDED
-    assert call.state == "ended"  # a str, as the docs compared it before
+    state: str = call.state
+    assert state == "ended"  # a str, as the docs compared it before
     assert reply.text == "You said: (user audio 2.0 s)"
     assert reply.latency is not None
     assert 0.3 < reply.latency < 3.0

@@ -2,6 +2,7 @@
 
 import json
 from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, cast
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 import blackbox_sync as bb
 from blackbox_sync.display import message_html, result_html, transcript_html
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.protocol.messages import decode, decode_object, encode, to_wire
 
 UTC = timezone.utc
@@ -68,7 +70,7 @@ class TestDecode:
     @pytest.mark.parametrize(
         ("data", "expected"), [({"recordId": "r-1"}, "r-1"), ({"jobId": 42}, "42"), ({}, None)]
     )
-    def test_connection_event_id(self, data: dict, expected: object) -> None:
+    def test_connection_event_id(self, data: Dict[str, Any], expected: object) -> None:
         msg = decode(frame(type="event", name="connection", data=data))
         assert isinstance(msg, bb.Event)
         assert msg.record_id == expected
@@ -80,7 +82,7 @@ class TestDecode:
             {"content": {"status": "Completed", "summary": "all good"}},
         ],
     )
-    def test_conversation_result_shapes(self, payload: dict) -> None:
+    def test_conversation_result_shapes(self, payload: Dict[str, Any]) -> None:
         msg = decode(frame(type="conversationResult", **payload))
         assert isinstance(msg, bb.ConversationResult)
         assert msg.status == "Completed"
@@ -242,7 +244,7 @@ messages = st.one_of(
 def test_encode_then_decode_gives_the_same_message(message: bb.Message) -> None:
     decoded = decode(encode(message))
     if isinstance(message, bb.ErrorMessage):
-        assert decoded.message == message.message  # type: ignore[attr-defined]
+        assert cast(bb.ErrorMessage, decoded).message == message.message
     else:
         assert decoded == message
 
@@ -279,7 +281,7 @@ def test_junk_frames_never_escape_as_anything_but_protocol_error(payload: object
     json_values,
 )
 def test_known_types_with_junk_payloads(
-    kind: str, extra: dict, content: object, data: object
+    kind: str, extra: Dict[str, Any], content: object, data: object
 ) -> None:
     obj = {**extra, "type": kind, "content": content, "data": data}
     try:
@@ -292,9 +294,9 @@ def test_known_types_with_junk_payloads(
 def test_notebook_rendering_is_escaped() -> None:
     evil = "<script>alert(1)</script>"
     for html in [
-        message_html(bb.TextMessage(source="assistant", text=evil)),
-        result_html(bb.ConversationResult(status=evil)),
-        transcript_html(bb.Transcript([bb.TextMessage(source="user", text=evil)])),
+        message_html(bb.TextMessage(source=LooseStr("assistant"), text=evil)),
+        result_html(bb.ConversationResult(status=LooseStr(evil))),
+        transcript_html(bb.Transcript([bb.TextMessage(source=LooseStr("user"), text=evil)])),
     ]:
         assert "&lt;script&gt;" in html
         assert evil not in html
@@ -307,7 +309,7 @@ def test_notebook_rendering_is_escaped() -> None:
         {"status": [1, 2], "errorMessage": {"nested": {"x": 1}}},
     ],
 )
-def test_a_conversation_result_of_odd_shape_comes_through_raw(result: dict) -> None:  # type: ignore[type-arg]
+def test_a_conversation_result_of_odd_shape_comes_through_raw(result: Dict[str, Any]) -> None:
     message = decode(json.dumps({"type": "conversationResult", "result": result}))
     assert isinstance(message, bb.ConversationResult)
     assert (message.status, message.error_message) == (None, None)

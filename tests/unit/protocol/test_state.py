@@ -1,20 +1,23 @@
 """Layer 2: the end-of-turn rule and the conversation phases, driven by a fake clock."""
 
-from typing import Optional
+from typing import Optional, cast
 
 import pytest
+from testkit import phase_now
 
 import blackbox_sync as bb
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.protocol.state import ConversationState, TurnRule
 
 
 def assistant(text: str, kind: Optional[str] = None) -> bb.TextMessage:
-    return bb.TextMessage(source="assistant", text=text, kind=kind)
+    loose_kind = None if kind is None else LooseStr(kind)
+    return bb.TextMessage(source=LooseStr("assistant"), text=text, kind=loose_kind)
 
 
 def ready_state(quiet: float = 1.5) -> ConversationState:
     state = ConversationState(rule=TurnRule(quiet_period=quiet))
-    state.receive(bb.Event(name="connection", data={"recordId": "r-1"}), 0.0)
+    state.receive(bb.Event(name=LooseStr("connection"), data={"recordId": "r-1"}), 0.0)
     state.begin_turn(10.0)
     return state
 
@@ -22,10 +25,10 @@ def ready_state(quiet: float = 1.5) -> ConversationState:
 def test_phases_and_record_id() -> None:
     state = ConversationState()
     assert state.phase is bb.Phase.CONNECTING
-    state.receive(bb.Event(name="connection", data={"jobId": "j-9"}), 0.0)
+    state.receive(bb.Event(name=LooseStr("connection"), data={"jobId": "j-9"}), 0.0)
     assert (state.phase, state.record_id) == (bb.Phase.READY, "j-9")
-    state.receive(bb.ConversationResult(status="Completed"), 1.0)
-    assert state.phase is bb.Phase.ENDED
+    state.receive(bb.ConversationResult(status=LooseStr("Completed")), 1.0)
+    assert phase_now(state) is bb.Phase.ENDED
     assert state.ended_normally
 
 
@@ -45,7 +48,7 @@ def test_turn_completes_after_the_quiet_period_following_the_last_text() -> None
 
 def test_no_reply_text_means_no_completion_however_long_the_wait() -> None:
     state = ready_state()
-    state.receive(bb.TextMessage(source="user", text="hello"), 10.1)
+    state.receive(bb.TextMessage(source=LooseStr("user"), text="hello"), 10.1)
     assert state.turn_end(100.0) is None
     assert state.wake_at() is None
 
@@ -96,7 +99,7 @@ def test_a_repeated_tool_request_does_not_wait_for_a_second_answer() -> None:
 def test_tool_call_result_counts_as_activity() -> None:
     state = ready_state()
     state.receive(assistant("Checking"), 10.0)
-    state.receive(bb.ToolCallResult(id="t1"), 11.0)
+    state.receive(bb.ToolCallResult(id=LooseStr("t1")), 11.0)
     assert state.turn_end(12.0) is None
     assert state.turn_end(12.5) is bb.TurnEnd.QUIET
 
@@ -111,9 +114,9 @@ def test_per_call_quiet_period() -> None:
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        (bb.ConversationResult(status="Completed"), bb.TurnEnd.CONVERSATION_RESULT),
-        (bb.Event(name="closed"), bb.TurnEnd.CLOSED_EVENT),
-        (bb.ErrorMessage(message="Too large message"), bb.TurnEnd.ERROR),
+        (bb.ConversationResult(status=LooseStr("Completed")), bb.TurnEnd.CONVERSATION_RESULT),
+        (bb.Event(name=LooseStr("closed")), bb.TurnEnd.CLOSED_EVENT),
+        (bb.ErrorMessage(message=LooseStr("Too large message")), bb.TurnEnd.ERROR),
     ],
 )
 def test_end_signals_complete_the_turn_at_once(message: bb.Message, reason: bb.TurnEnd) -> None:
@@ -135,7 +138,7 @@ def test_socket_close_completes_the_turn_and_ends_the_conversation() -> None:
 def test_result_before_the_close_is_a_normal_end() -> None:
     state = ready_state()
     state.receive(assistant("Bye"), 10.0)
-    state.receive(bb.ConversationResult(status="Completed"), 10.1)
+    state.receive(bb.ConversationResult(status=LooseStr("Completed")), 10.1)
     state.closed(1006, "")
     assert state.turn_end(10.2) is bb.TurnEnd.CONVERSATION_RESULT
     assert state.ended_normally
@@ -146,7 +149,7 @@ def test_result_before_the_close_is_a_normal_end() -> None:
 
 def test_an_error_ends_only_its_own_turn() -> None:
     state = ready_state()
-    state.receive(bb.ErrorMessage(message="Too large message"), 10.0)
+    state.receive(bb.ErrorMessage(message=LooseStr("Too large message")), 10.0)
     assert state.turn_end(10.0) is bb.TurnEnd.ERROR
     state.begin_turn(11.0)
     assert state.turn_end(11.0) is None
@@ -155,7 +158,7 @@ def test_an_error_ends_only_its_own_turn() -> None:
 
 def test_failed_open_ends_the_conversation_with_an_error() -> None:
     state = ConversationState()
-    state.receive(bb.Event(name="failedOpen", data={"reason": "agent disabled"}), 0.0)
+    state.receive(bb.Event(name=LooseStr("failedOpen"), data={"reason": "agent disabled"}), 0.0)
     assert state.phase is bb.Phase.ENDED
     assert state.error is not None
     assert "agent disabled" in state.error.message
@@ -163,7 +166,7 @@ def test_failed_open_ends_the_conversation_with_an_error() -> None:
 
 def test_greeting_before_the_first_turn_belongs_to_the_opening_turn() -> None:
     state = ConversationState(rule=TurnRule(quiet_period=1.0))
-    state.receive(bb.Event(name="connection"), 0.0)
+    state.receive(bb.Event(name=LooseStr("connection")), 0.0)
     state.receive(assistant("Hello! How can I help?"), 0.5)
     assert state.turn_end(1.5) is bb.TurnEnd.QUIET
     state.begin_turn(2.0)
@@ -178,11 +181,11 @@ def test_turn_rule_validation() -> None:
 
 def test_texts_before_the_echo_finish_the_previous_turn() -> None:
     state = ConversationState(rule=TurnRule(quiet_period=1.0))
-    state.receive(bb.Event(name="connection"), 5.0)
+    state.receive(bb.Event(name=LooseStr("connection")), 5.0)
     state.receive(assistant("Hello!"), 5.2)
     state.begin_turn(5.3, "where is my order?")
     state.receive(assistant("How can I help?"), 5.4)  # the greeting's second half
-    state.receive(bb.TextMessage(source="user", text="where is my order?"), 5.5)
+    state.receive(bb.TextMessage(source=LooseStr("user"), text="where is my order?"), 5.5)
     assert state.turn_end(7.0) is None
     state.receive(assistant("It shipped."), 6.0)
     reply = state.reply(7.0, bb.TurnEnd.QUIET)
@@ -195,23 +198,23 @@ def test_without_an_echo_nothing_is_dropped() -> None:
     state = ready_state()
     state.begin_turn(10.0, "hi")
     state.receive(assistant("Hello there."), 10.1)
-    state.receive(bb.TextMessage(source="user", text="something else"), 10.2)
+    state.receive(bb.TextMessage(source=LooseStr("user"), text="something else"), 10.2)
     assert state.turn.texts == ["Hello there."]
 
 
 def test_the_opening_turn_is_timed_from_the_connection_event() -> None:
     state = ConversationState()
-    state.receive(bb.Event(name="connection"), 100.0)
+    state.receive(bb.Event(name=LooseStr("connection")), 100.0)
     state.receive(assistant("Hi!"), 100.4)
     assert state.reply(102.0, bb.TurnEnd.QUIET).latency == pytest.approx(0.4)
 
 
 def test_history_and_turn_keep_a_byte_budget_oldest_first() -> None:
     state = ConversationState(max_history_bytes=1000)
-    state.receive(bb.Event(name="connection"), 0.0, size=10)
+    state.receive(bb.Event(name=LooseStr("connection")), 0.0, size=10)
     for i in range(20):
         state.receive(assistant(f"{i:02d}" + "x" * 298), float(i), size=300)
-    assert [m.text for m in state.history] == [  # type: ignore[attr-defined]
+    assert [cast(bb.TextMessage, m).text for m in state.history] == [
         f"{i:02d}" + "x" * 298 for i in (17, 18, 19)
     ]
     assert len(state.turn.messages) == 3
@@ -223,7 +226,7 @@ def test_a_frame_larger_than_the_budget_is_still_the_newest_kept() -> None:
     state = ConversationState(max_history_bytes=100)
     state.receive(assistant("small"), 0.0, size=20)
     state.receive(assistant("y" * 500), 1.0, size=520)
-    assert [m.text for m in state.history] == ["y" * 500]  # type: ignore[attr-defined]
+    assert [cast(bb.TextMessage, m).text for m in state.history] == ["y" * 500]
     state.sent(bb.IncomingChatMessage("hi"), size=30)
     assert len(state.history) == 1  # the big one went once the budget needed room
 

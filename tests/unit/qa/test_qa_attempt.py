@@ -2,6 +2,7 @@
 
 import pytest
 
+from blackbox_sync.protocol.codec import LooseStr
 from blackbox_sync.protocol.messages import (
     Event,
     Message,
@@ -20,14 +21,17 @@ RULE = TurnRule(quiet_period=1.0, fillers=("um",))
 @pytest.mark.parametrize(
     ("message", "active"),
     [
-        (TextMessage(source="assistant", text="Hello"), True),
-        (TextMessage(source="assistant", text=" UM "), False),  # a filler
-        (TextMessage(source="assistant", text="Hel", kind="potential"), False),  # partial
-        (TextMessage(source="user", text="Hello"), False),  # the user's echo
-        (ToolRequest(id="1", tool_name="lookup"), True),
-        (ToolCall(id="1", tool_name="lookup"), True),
+        (TextMessage(source=LooseStr("assistant"), text="Hello"), True),
+        (TextMessage(source=LooseStr("assistant"), text=" UM "), False),  # a filler
+        (
+            TextMessage(source=LooseStr("assistant"), text="Hel", kind=LooseStr("potential")),
+            False,
+        ),  # partial
+        (TextMessage(source=LooseStr("user"), text="Hello"), False),  # the user's echo
+        (ToolRequest(id=LooseStr("1"), tool_name=LooseStr("lookup")), True),
+        (ToolCall(id=LooseStr("1"), tool_name=LooseStr("lookup")), True),
         (ToolCallResult(), True),
-        (Event(name="connection"), False),
+        (Event(name=LooseStr("connection")), False),
     ],
 )
 def test_one_activity_rule_for_the_state_and_the_qa_recording(
@@ -45,9 +49,9 @@ def test_one_activity_rule_for_the_state_and_the_qa_recording(
 def test_a_tool_call_frame_holds_a_voice_turn_open() -> None:
     """The service's toolCall moves the turn (the QA copy of the rule once left it out)."""
     recorder = Recorder(t0=0.0, rule=RULE)
-    recorder.on_frame(TextMessage(source="assistant", text="Let me check"))
+    recorder.on_frame(TextMessage(source=LooseStr("assistant"), text="Let me check"))
     first = recorder.last_activity(since=0.0)
-    recorder.on_frame(ToolCall(id="7", tool_name="lookup"))
+    recorder.on_frame(ToolCall(id=LooseStr("7"), tool_name=LooseStr("lookup")))
     last = recorder.last_activity(since=0.0)
     assert first is not None
     assert last is not None

@@ -3,7 +3,7 @@
 import json
 import logging
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -146,7 +146,7 @@ class TestHandler:
         assert "database down" in caplog.text
 
     def test_other_payloads_go_to_their_handlers(self, hooks: WebhookHandler) -> None:
-        seen = []
+        seen: List[object] = []
         hooks.on(webhooks.CompletedWebhook)(seen.append)
         hooks.on(webhooks.Webhook)(lambda p: seen.append(p.type))
         hooks.on(webhooks.StartWebhook)(lambda p: {"config": {"llmConfig": {"prompt": "VIP"}}})

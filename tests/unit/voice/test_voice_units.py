@@ -316,7 +316,8 @@ class TestCallState:
         assert next_state(CallState.IDLE, CallEvent.MEDIA_CLOSED) is CallState.IDLE
 
     def test_it_is_a_string(self) -> None:
-        assert CallState.CONNECTED == "connected"
+        state: str = CallState.CONNECTED
+        assert state == "connected"
         assert f"{CallState.ENDED}" == "ended"
         assert str(CallState.FAILED) == "failed"
         assert [s.value for s in CallState] == ["idle", "answering", "connected", "ended", "failed"]
