@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from blackbox_sync import _moved
 from blackbox_sync._version import __version__
 from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.conversation.options import Limits, Timeouts
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
 from blackbox_sync.errors import (
     ApiError,
@@ -102,6 +103,7 @@ __all__ = [
     "IncomingChatMessage",
     "InitRequest",
     "Initialize",
+    "Limits",
     "Message",
     "NotFoundError",
     "OperationTimeout",
@@ -118,6 +120,7 @@ __all__ = [
     "ServerError",
     "Terminate",
     "TextMessage",
+    "Timeouts",
     "ToolCall",
     "ToolCallResult",
     "ToolError",

@@ -20,12 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 from blackbox_sync._version import __version__
 from blackbox_sync.errors import BlackBoxError, UsageError
+from blackbox_sync.settings import API_KEY_ENV, DEFAULT_QUIET_PERIOD, TOKEN_ENV
 
 if TYPE_CHECKING:
     from blackbox_sync.rest import Client
-
-TOKEN_ENV = "BLACKBOX_TOKEN"
-API_KEY_ENV = "BLACKBOX_API_KEY"
 
 # Exit statuses: 0 done, 1 the service or the connection failed, 2 a usage error (also a busy
 # emulator port), 130 Ctrl-C, 141 the output pipe closed (``| head``).
@@ -221,8 +219,8 @@ def _add_chat(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     chat.add_argument(
         "--quiet-period",
         type=float,
-        default=1.5,
-        help="seconds of quiet that end the agent's turn (default: 1.5)",
+        default=DEFAULT_QUIET_PERIOD,
+        help=f"seconds of quiet that end the agent's turn (default: {DEFAULT_QUIET_PERIOD:g})",
     )
     chat.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default: 60)"

@@ -86,7 +86,11 @@ _reader_local = threading.local()
 
 
 class Connection:
-    """One WebSocket connection with a reader thread. Not reusable: one conversation, one socket."""
+    """One WebSocket connection with a reader thread. Not reusable: one conversation, one socket.
+
+    Its timing and size bounds have no defaults here: the conversation's options
+    (:class:`~blackbox_sync.Timeouts`, :class:`~blackbox_sync.Limits`) are their one source.
+    """
 
     def __init__(
         self,
@@ -98,10 +102,10 @@ class Connection:
         headers: Optional[Dict[str, str]] = None,
         origin: Optional[str] = None,
         sslopt: Optional[Dict[str, Any]] = None,
-        ping_interval: Optional[float] = 20.0,
-        ping_timeout: float = 10.0,
-        max_message_size: int = 8 * 1024 * 1024,
-        send_timeout: float = 10.0,
+        ping_interval: Optional[float],
+        ping_timeout: float,
+        max_message_size: int,
+        send_timeout: float,
         secrets: "tuple[str, ...]" = (),
         name: str = "blackbox-reader",
     ) -> None:
