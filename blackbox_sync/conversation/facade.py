@@ -95,6 +95,11 @@ class Conversation:
     experimental). Use it as a context manager, or call :meth:`connect` and :meth:`close`.
     Every method is safe to call from any thread; ``ask()`` calls from several threads are served
     one at a time, in turn.
+
+    Its settings come in groups, ``timeouts=bb.Timeouts(...)``, ``limits=bb.Limits(...)`` and
+    ``turn_rule=bb.TurnRule(...)``, or as their fields in flat keywords (``connect_timeout=``,
+    ``max_history=``, ``quiet_period=`` …); a flat keyword with its group is a
+    :class:`UsageError`. They are fixed once the object is made.
     """
 
     def __init__(
