@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from blackbox_sync import _moved, display
 from blackbox_sync._version import __version__
 from blackbox_sync.conversation.facade import Conversation
+from blackbox_sync.conversation.options import Limits, Timeouts
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
 from blackbox_sync.errors import (
     ApiError,
@@ -105,6 +106,7 @@ __all__ = [
     "IncomingChatMessage",
     "InitRequest",
     "Initialize",
+    "Limits",
     "Message",
     "NotFoundError",
     "OperationTimeout",
@@ -121,6 +123,7 @@ __all__ = [
     "ServerError",
     "Terminate",
     "TextMessage",
+    "Timeouts",
     "ToolCall",
     "ToolCallResult",
     "ToolError",

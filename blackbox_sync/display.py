@@ -53,6 +53,7 @@ from blackbox_sync.protocol.messages import (
     UnknownMessage,
 )
 from blackbox_sync.protocol.reply import Reply, Transcript
+from blackbox_sync.settings import DEFAULT_FILLERS
 
 __all__ = [
     "HtmlFormatter",
@@ -66,7 +67,6 @@ __all__ = [
 MAX_JSON_CHARS = 2000
 """Longer JSON payloads are cut (with an ellipsis): one frame must not flood a notebook."""
 
-DEFAULT_FILLERS: Tuple[str, ...] = ("um",)
 
 # Muted colours with transparency read on light and dark notebook themes alike.
 _MUTED = "opacity:0.65"

@@ -7,9 +7,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from blackbox_sync.errors import RedirectRefused, UsageError
 from blackbox_sync.redact import redact_text, redact_url
+from blackbox_sync.settings import BASE_URL_ENV, DEFAULT_BASE_URL
 
-DEFAULT_BASE_URL = "https://blackbox.dasha.ai"
-BASE_URL_ENV = "BLACKBOX_BASE_URL"
 WEBCALL_PATH = "/api/v1/ws/webCall"
 DEV_PATH = "/api/v1/ws/dev"
 

@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
-from blackbox_sync.cli.common import API_KEY_ENV, TOKEN_ENV, USAGE, need_emulator_extra
+from blackbox_sync.cli.common import USAGE, need_emulator_extra
 from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.errors import (
     AskTimeout,
@@ -44,6 +44,7 @@ from blackbox_sync.protocol.messages import (
 )
 from blackbox_sync.protocol.state import Phase
 from blackbox_sync.redact import redact_text
+from blackbox_sync.settings import API_KEY_ENV, DEFAULT_QUIET_PERIOD, TOKEN_ENV
 
 PROMPT = "you> "
 HELP = """\
@@ -571,8 +572,8 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     chat.add_argument(
         "--quiet-period",
         type=float,
-        default=1.5,
-        help="seconds of quiet that end the agent's turn (default: 1.5)",
+        default=DEFAULT_QUIET_PERIOD,
+        help=f"seconds of quiet that end the agent's turn (default: {DEFAULT_QUIET_PERIOD:g})",
     )
     chat.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default: 60)"

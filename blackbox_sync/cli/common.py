@@ -6,9 +6,6 @@ import os
 import sys
 from typing import Callable
 
-TOKEN_ENV = "BLACKBOX_TOKEN"
-API_KEY_ENV = "BLACKBOX_API_KEY"
-
 # Exit statuses: 0 done, 1 the service or the connection failed, 2 a usage error (also a busy
 # emulator port), 130 Ctrl-C, 141 the output pipe closed (``| head``).
 FAILED = 1

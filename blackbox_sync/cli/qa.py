@@ -18,6 +18,7 @@ from blackbox_sync.qa.report import EXIT_INTERRUPTED, EXIT_OK, EXIT_REPORTS, EXI
 from blackbox_sync.qa.sources import SuiteFileError
 from blackbox_sync.qa.stopping import RunInterrupted
 from blackbox_sync.qa.store import RERUN_CHOICES
+from blackbox_sync.settings import API_KEY_ENV, BASE_URL_ENV, TOKEN_ENV
 
 DESCRIPTION = """Run scripted conversations against a BlackBox agent (or the bundled emulator),
 check the replies, and write JUnit XML, HTML, CSV, Markdown and streamed JSONL results.
@@ -172,9 +173,9 @@ def _live_target(args: argparse.Namespace, suites: List[Any]) -> Any:
     }
     live = _shared_live_settings(suites, given)
     return LiveTarget(
-        base_url=args.base_url or live.get("base_url") or os.environ.get("BLACKBOX_BASE_URL"),
-        token=args.token or os.environ.get("BLACKBOX_TOKEN"),
-        api_key=args.api_key or os.environ.get("BLACKBOX_API_KEY"),
+        base_url=args.base_url or live.get("base_url") or os.environ.get(BASE_URL_ENV),
+        token=args.token or os.environ.get(TOKEN_ENV),
+        api_key=args.api_key or os.environ.get(API_KEY_ENV),
         integration_id=args.integration_id or live.get("integration_id"),
         agent_id=args.agent_id or live.get("agent_id"),
         origin=args.origin or live.get("origin"),

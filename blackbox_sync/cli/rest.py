@@ -7,8 +7,9 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Sequence
 
 from blackbox_sync.cli.chat import parse_data
-from blackbox_sync.cli.common import API_KEY_ENV, FAILED, USAGE, Run
+from blackbox_sync.cli.common import FAILED, USAGE, Run
 from blackbox_sync.errors import BlackBoxError
+from blackbox_sync.settings import API_KEY_ENV
 
 if TYPE_CHECKING:
     from blackbox_sync.rest import Client

@@ -33,6 +33,10 @@ from blackbox_sync.conversation.callbacks import (
     Key,
     callback_label,
 )
+from blackbox_sync.conversation.lifecycle import Lifecycle, is_closing
+from blackbox_sync.conversation.lifecycle import move as move_lifecycle
+from blackbox_sync.conversation.options import UNSET, Limits, Timeouts, Unset, resolve
+from blackbox_sync.conversation.options import turn_rule as resolve_turn_rule
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
 from blackbox_sync.conversation.tools import ToolHandler, ToolRunner
 from blackbox_sync.errors import (
@@ -61,12 +65,7 @@ from blackbox_sync.protocol.messages import (
     encode,
 )
 from blackbox_sync.protocol.reply import Reply, Transcript, TurnEnd
-from blackbox_sync.protocol.state import (
-    DEFAULT_MAX_HISTORY_BYTES,
-    ConversationState,
-    Phase,
-    TurnRule,
-)
+from blackbox_sync.protocol.state import ConversationState, Phase, TurnRule
 from blackbox_sync.redact import Secret, redact_json, redact_text
 from blackbox_sync.transport.connection import Connection
 from blackbox_sync.urls import check_transport_security, websocket_url
@@ -102,6 +101,11 @@ class Conversation:
     experimental). Use it as a context manager, or call :meth:`connect` and :meth:`close`.
     Every method is safe to call from any thread; ``ask()`` calls from several threads are served
     one at a time, in turn.
+
+    Its settings come in groups, ``timeouts=bb.Timeouts(...)``, ``limits=bb.Limits(...)`` and
+    ``turn_rule=bb.TurnRule(...)``, or as their fields in flat keywords (``connect_timeout=``,
+    ``max_history=``, ``quiet_period=`` …); a flat keyword with its group is a
+    :class:`UsageError`. They are fixed once the object is made.
     """
 
     def __init__(
@@ -118,20 +122,23 @@ class Conversation:
         dev_request: Optional[Dict[str, Any]] = None,
         origin: Optional[str] = None,
         headers: Optional[Dict[str, str]] = None,
-        quiet_period: float = 1.5,
-        fillers: Tuple[str, ...] = ("um",),
-        tool_workers: int = 8,
-        tool_timeout: Optional[float] = 30.0,
-        connect_timeout: float = 15.0,
-        close_timeout: float = 5.0,
-        send_timeout: float = 10.0,
-        ping_interval: Optional[float] = 20.0,
-        ping_timeout: float = 10.0,
-        max_message_size: int = 8 * 1024 * 1024,
-        max_frame_bytes: int = 64 * 1024,
-        max_pending_tools: int = 64,
-        max_history: int = 10_000,
-        max_history_bytes: Optional[int] = DEFAULT_MAX_HISTORY_BYTES,
+        quiet_period: Union[float, Unset] = UNSET,
+        fillers: Union[Tuple[str, ...], Unset] = UNSET,
+        tool_workers: Union[int, Unset] = UNSET,
+        tool_timeout: Union[Optional[float], Unset] = UNSET,
+        connect_timeout: Union[float, Unset] = UNSET,
+        close_timeout: Union[float, Unset] = UNSET,
+        send_timeout: Union[float, Unset] = UNSET,
+        ping_interval: Union[Optional[float], Unset] = UNSET,
+        ping_timeout: Union[float, Unset] = UNSET,
+        max_message_size: Union[int, Unset] = UNSET,
+        max_frame_bytes: Union[int, Unset] = UNSET,
+        max_pending_tools: Union[int, Unset] = UNSET,
+        max_history: Union[int, Unset] = UNSET,
+        max_history_bytes: Union[Optional[int], Unset] = UNSET,
+        timeouts: Optional[Timeouts] = None,
+        limits: Optional[Limits] = None,
+        turn_rule: Optional[TurnRule] = None,
         reconnect: Optional[ReconnectPolicy] = None,
         sslopt: Optional[Dict[str, Any]] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
@@ -151,20 +158,34 @@ class Conversation:
         self.dev_request = dict(dev_request) if dev_request is not None else None
         self.origin = origin
         self.headers = dict(headers or {})
-        self.turn_rule = TurnRule(quiet_period=quiet_period, fillers=fillers)
-        self.connect_timeout = connect_timeout
-        self.close_timeout = close_timeout
-        self.send_timeout = send_timeout
-        if max_history < 1:
-            raise UsageError("max_history must be at least 1")
-        self.max_history = max_history
-        if max_history_bytes is not None and max_history_bytes < 1:
-            raise UsageError("max_history_bytes must be at least 1 (or None for no limit)")
-        self.max_history_bytes = max_history_bytes
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.max_message_size = max_message_size
-        self.max_frame_bytes = max_frame_bytes
+        self.turn_rule = resolve_turn_rule(turn_rule, quiet_period, fillers)
+        """How ``ask()`` decides the agent's turn is complete (read at each new turn state)."""
+        self._timeouts = resolve(
+            Timeouts,
+            timeouts,
+            "timeouts",
+            {
+                "connect_timeout": connect_timeout,
+                "close_timeout": close_timeout,
+                "send_timeout": send_timeout,
+                "ping_interval": ping_interval,
+                "ping_timeout": ping_timeout,
+                "tool_timeout": tool_timeout,
+            },
+        )
+        self._limits = resolve(
+            Limits,
+            limits,
+            "limits",
+            {
+                "max_message_size": max_message_size,
+                "max_frame_bytes": max_frame_bytes,
+                "max_pending_tools": max_pending_tools,
+                "max_history": max_history,
+                "max_history_bytes": max_history_bytes,
+                "tool_workers": tool_workers,
+            },
+        )
         self.reconnect = reconnect
         # websocket-client takes a ready SSLContext under the "context" key of its sslopt.
         self.sslopt = {**(sslopt or {}), "context": ssl_context} if ssl_context else sslopt
@@ -181,8 +202,8 @@ class Conversation:
         self._connection: Optional[Connection] = None
         self._connections: List[Connection] = []
         """Every connection opened, so close() can join all their threads."""
-        self._closing = False
-        self._stop = threading.Event()
+        self._life = Lifecycle.NEW
+        """Where this object is in its life; moved only by :meth:`_move`, under ``_cond``."""
         self._reader_ident: Optional[int] = None
         """The thread that delivered the latest frame (the current connection's reader)."""
         self._abandoned = False
@@ -192,12 +213,69 @@ class Conversation:
             send=self._send_message,
             answered=self._tool_answered,
             report=self._report,
-            workers=tool_workers,
-            timeout=tool_timeout,
-            max_pending=max_pending_tools,
+            workers=self._limits.tool_workers,
+            timeout=self._timeouts.tool,
+            max_pending=self._limits.max_pending_tools,
             secrets=self._secrets(),
         )
         self.voice = voice.attach(self) if voice is not None else None
+
+    # --- options ---------------------------------------------------------------------------------
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """How long this conversation waits (given as ``timeouts=`` or as flat keywords)."""
+        return self._timeouts
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds of this conversation (given as ``limits=`` or as flat keywords)."""
+        return self._limits
+
+    @property
+    def connect_timeout(self) -> float:
+        """``timeouts.connect``."""
+        return self._timeouts.connect
+
+    @property
+    def close_timeout(self) -> float:
+        """``timeouts.close``."""
+        return self._timeouts.close
+
+    @property
+    def send_timeout(self) -> float:
+        """``timeouts.send``."""
+        return self._timeouts.send
+
+    @property
+    def ping_interval(self) -> Optional[float]:
+        """``timeouts.ping_interval``."""
+        return self._timeouts.ping_interval
+
+    @property
+    def ping_timeout(self) -> float:
+        """``timeouts.ping_timeout``."""
+        return self._timeouts.ping_timeout
+
+    @property
+    def max_message_size(self) -> int:
+        """``limits.max_message_size``."""
+        return self._limits.max_message_size
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """``limits.max_frame_bytes``."""
+        return self._limits.max_frame_bytes
+
+    @property
+    def max_history(self) -> int:
+        """``limits.max_history``."""
+        return self._limits.max_history
+
+    @property
+    def max_history_bytes(self) -> Optional[int]:
+        """``limits.max_history_bytes``."""
+        return self._limits.max_history_bytes
 
     # --- information -----------------------------------------------------------------------------
 
@@ -256,7 +334,8 @@ class Conversation:
     def closed(self) -> bool:
         """True once the socket is closed (or was never opened and ``close()`` was called)."""
         with self._cond:
-            return self._state.socket_closed or (self._closing and self._connection is None)
+            never_opened = is_closing(self._life) and self._connection is None
+            return self._state.socket_closed or never_opened
 
     def __repr__(self) -> str:
         return f"<Conversation {self.call_type} {self.phase} {self.url}>"
@@ -354,7 +433,7 @@ class Conversation:
         """Open the socket, send ``initialize`` and wait for the ``connection`` event."""
         self._not_from_callback("connect")
         with self._cond:
-            if self._connection is not None or self._closing:
+            if not self._move(Lifecycle.CONNECTING):
                 raise UsageError(
                     "connect() was already called; a new conversation needs a new object"
                 )
@@ -366,6 +445,7 @@ class Conversation:
             # conversation closed and reaps a reader still busy finishing.
             self._close(0.0, self._cleanup_grace())
             raise
+        self._move(Lifecycle.OPEN)
         return self
 
     def _new_connection(self, state: ConversationState) -> Connection:
@@ -377,10 +457,10 @@ class Conversation:
             headers=self.headers,
             origin=self.origin,
             sslopt=self.sslopt,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            max_message_size=self.max_message_size,
-            send_timeout=self.send_timeout,
+            ping_interval=self._timeouts.ping_interval,
+            ping_timeout=self._timeouts.ping_timeout,
+            max_message_size=self._limits.max_message_size,
+            send_timeout=self._timeouts.send,
             secrets=self._secrets(),
         )
         with self._cond:
@@ -445,13 +525,20 @@ class Conversation:
             # from here would hold both until the timeouts ran out.
             join = 0.0
         with self._cond:
-            self._closing = True
-            self._stop.set()
-            self._cond.notify_all()
+            self._move(Lifecycle.CLOSING)
             current = self._connection
             connections = list(self._connections)
-        if current is None:
-            return
+        try:
+            if current is not None:
+                self._close_connections(current, connections, handshake, join)
+        finally:
+            with self._cond:
+                self._move(Lifecycle.CLOSED)
+
+    def _close_connections(
+        self, current: Connection, connections: List[Connection], handshake: float, join: float
+    ) -> None:
+        """Close ``current`` and every older connection, then the tool pool, in one budget."""
         if self._reader_stuck():
             # The reader cannot read the peer's close frame nor finish while a callback holds
             # it: waiting the full handshake and join for it would only make close() slow.
@@ -491,7 +578,7 @@ class Conversation:
         """
         self._not_from_callback("terminate")
         deadline = time.monotonic() + timeout
-        if self._connection is None:
+        if self._lifecycle is Lifecycle.NEW:
             raise UsageError("terminate() before connect()")
         with self._cond:
             state = self._state
@@ -520,7 +607,7 @@ class Conversation:
         return self.result
 
     def __enter__(self) -> "Conversation":
-        if self._connection is None:
+        if self._lifecycle is Lifecycle.NEW:
             self.connect()
         return self
 
@@ -746,7 +833,7 @@ class Conversation:
     def _reconnect(self, policy: ReconnectPolicy, lost: ConversationState) -> None:
         """Runs on the lost connection's reader thread, which ends when this returns."""
         for attempt in range(1, policy.max_attempts + 1):
-            if self._stop.wait(policy.delay(attempt)):
+            if self._wait_closing(policy.delay(attempt)):
                 return
             log.info("reconnecting (attempt %d of %d)", attempt, policy.max_attempts)
             state = self._new_state()
@@ -798,6 +885,30 @@ class Conversation:
             return False
         self._cond.wait(remaining)
         return True
+
+    @property
+    def _closing(self) -> bool:
+        """True once close() began (read under ``_cond``)."""
+        return is_closing(self._life)
+
+    @property
+    def _lifecycle(self) -> Lifecycle:
+        with self._cond:
+            return self._life
+
+    def _move(self, to: Lifecycle) -> bool:
+        """Move this object's :class:`Lifecycle` to ``to`` if allowed; True if it moved. Every
+        waiter is woken, since each waits for a state (ready, closing) as well as for frames."""
+        with self._cond:
+            self._life, moved = move_lifecycle(self._life, to)
+            if moved:
+                self._cond.notify_all()
+            return moved
+
+    def _wait_closing(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for close() to begin; True if it did."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._closing, max(0.0, seconds))
 
     def _require_live(self) -> None:
         with self._cond:

@@ -40,6 +40,7 @@ from blackbox_sync.protocol.messages import (
     ToolRequest,
 )
 from blackbox_sync.protocol.reply import Reply, TurnEnd
+from blackbox_sync.settings import DEFAULT_FILLERS, DEFAULT_QUIET_PERIOD
 
 
 class Phase(str, enum.Enum):
@@ -52,6 +53,13 @@ class Phase(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+
+_PHASE_MOVES = {
+    Phase.CONNECTING: frozenset({Phase.READY, Phase.ENDED}),
+    Phase.READY: frozenset({Phase.ENDED}),
+    Phase.ENDED: frozenset(),
+}
+"""The moves :meth:`ConversationState.enter` allows (a conversation never opens again)."""
 
 READY_EVENTS = frozenset({"connection", "opened"})
 
@@ -80,9 +88,9 @@ def _normalise_fillers(fillers: Iterable[str]) -> Tuple[str, ...]:
 class TurnRule:
     """How ``ask()`` decides that the agent has finished its reply."""
 
-    quiet_period: float = 1.5
+    quiet_period: float = DEFAULT_QUIET_PERIOD
     """Seconds of quiet after the last agent activity before a turn counts as complete."""
-    fillers: Tuple[str, ...] = attrs.field(default=("um",), converter=_normalise_fillers)
+    fillers: Tuple[str, ...] = attrs.field(default=DEFAULT_FILLERS, converter=_normalise_fillers)
     """Assistant texts that are only fillers, compared without case or surrounding space."""
 
     def __attrs_post_init__(self) -> None:
@@ -298,9 +306,17 @@ class ConversationState:
         self.socket_closed = True
         self.close_code = code
         self.close_reason = reason
-        self.phase = Phase.ENDED
+        self.enter(Phase.ENDED)
         if self._end is None:
             self._end = TurnEnd.SOCKET_CLOSED
+
+    def enter(self, phase: Phase) -> bool:
+        """Move :attr:`phase` to ``phase`` if allowed (``connecting`` → ``ready`` → ``ended``,
+        or straight to ``ended``); True if it moved. The one place the phase changes."""
+        if phase not in _PHASE_MOVES[self.phase]:
+            return False
+        self.phase = phase
+        return True
 
     # --- outputs ---------------------------------------------------------------------------------
 
@@ -366,7 +382,7 @@ class ConversationState:
             self.closed_event = True
             self._finish(TurnEnd.CLOSED_EVENT)
         elif event.name == "failedOpen":
-            self.phase = Phase.ENDED
+            self.enter(Phase.ENDED)
             self._end = self._end or TurnEnd.ERROR
             if self.error is None:
                 reason = event.data.get("reason") or event.data.get("message") or "failedOpen"
@@ -376,10 +392,8 @@ class ConversationState:
                 )
 
     def _mark_ready(self, now: float) -> None:
-        if self.phase is Phase.CONNECTING:
-            self.phase = Phase.READY
-            if self.turn.user_text is None:
-                self.turn.started_at = now  # the opening turn (a greeting) is timed from here
+        if self.enter(Phase.READY) and self.turn.user_text is None:
+            self.turn.started_at = now  # the opening turn (a greeting) is timed from here
 
     def _is_echo(self, message: TextMessage) -> bool:
         turn = self.turn
@@ -403,6 +417,6 @@ class ConversationState:
             turn.last_activity = None if not turn.pending_tools else turn.last_activity
 
     def _finish(self, reason: TurnEnd) -> None:
-        self.phase = Phase.ENDED
+        self.enter(Phase.ENDED)
         if self._end is None:
             self._end = reason

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import attrs
 
 from blackbox_sync.protocol.state import TurnRule
+from blackbox_sync.settings import DEFAULT_FILLERS
 
 STEP_KINDS = ("user", "user_audio", "expect_agent", "wait", "terminate")
 CALL_TYPES = ("chat", "webCall")
@@ -22,7 +23,7 @@ class TurnEndSpec:
 
     quiet_ms: float = 1500.0
     """Milliseconds of quiet after the agent's last activity before its turn counts as over."""
-    fillers: Tuple[str, ...] = ("um",)
+    fillers: Tuple[str, ...] = DEFAULT_FILLERS
     """Assistant texts that are fillers: kept in the transcript, never reply text."""
     voice: bool = False
     """A ``webCall`` case: the quiet is measured on the agent's audio as well as its texts and

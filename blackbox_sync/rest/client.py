@@ -20,12 +20,11 @@ from blackbox_sync.rest.http import (
 )
 from blackbox_sync.rest.misc import Misc
 from blackbox_sync.rest.web_integrations import WebIntegrations
+from blackbox_sync.settings import API_KEY_ENV
 from blackbox_sync.urls import base_url_from, check_transport_security
 
 if TYPE_CHECKING:
     from blackbox_sync.conversation.facade import Conversation
-
-API_KEY_ENV = "BLACKBOX_API_KEY"
 
 
 class Client:

@@ -1,4 +1,4 @@
-"""The thread-backed I/O shell (layer 3): one websocket-client socket and one reader thread.
+"""The thread-backed I/O shell (layer 3): one WebSocket socket and one reader thread.
 
 The reader thread is the only one that reads the socket. It hands every complete text or binary
 message to ``on_message``, answers pings, sends keepalive pings of its own when the line is quiet,
@@ -9,49 +9,88 @@ on the reader thread, however the socket ends.
 Sends have a bound of their own (``send_timeout``), independent of the read timeout the reader
 keeps changing: a peer that stops reading fills the TCP send buffer, and a send must not wait for
 it for ever. A send that runs out of time may have written part of a frame, after which nothing
-else can go on that socket, so the connection is then broken: cut, and reported as lost.
+else can go on that socket, so the connection is then broken (:class:`CloseState` ``BROKEN``):
+cut, and reported as lost.
 
-websocket-client does the opening handshake and writes frames; the reader parses the server's
-frames itself (:class:`_FrameReader`), in one buffer, checking each header before its payload is
-read, and puts fragmented messages together in linear time (:class:`_Fragments`). The opening
-has one deadline for all of it (:class:`_Watchdog`), and handshake redirects are judged by
-:func:`~blackbox_sync.urls.redirect_target`, not followed blindly.
+The pieces: :mod:`~blackbox_sync.transport.wsclient` (websocket-client: the opening handshake
+and its redirects, the raw socket, the frame writer), :mod:`~blackbox_sync.transport.frames`
+(reading and checking the server's frames, fragments, close frames),
+:mod:`~blackbox_sync.transport.sender` (bounded writes) and
+:mod:`~blackbox_sync.transport.closing` (the close handshake's state).
 """
 
-import errno
 import logging
-import select
-import socket
-import ssl
 import struct
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Union
 
-import websocket
-
-from blackbox_sync.errors import ConnectionClosedError, HandshakeRefused, OperationTimeout
+from blackbox_sync.errors import ConnectionClosedError
 from blackbox_sync.redact import redact_text, redact_url
-from blackbox_sync.urls import redirect_target
+from blackbox_sync.transport.closing import CloseHandshake, CloseState
+from blackbox_sync.transport.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_DATA,
+    CLOSE_NO_STATUS,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_CONT,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    Fragments,
+    FrameError,
+    FrameReader,
+    Payload,
+    check_header,
+    close_body,
+    close_reply_code,
+    parse_close,
+    too_big,
+)
+from blackbox_sync.transport.sender import SendTimeout
+from blackbox_sync.transport.wsclient import ReadTimeout, WsClient
+
+__all__ = [
+    "CLOSE_ABNORMAL",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_INVALID_DATA",
+    "CLOSE_NORMAL",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "CloseState",
+    "Connection",
+    "OnClose",
+    "OnMessage",
+    "OnTick",
+]
 
 log = logging.getLogger("blackbox_sync.connection")
-
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_ABNORMAL = 1006
-"""Reported locally for a connection lost without a close frame; never sent (RFC 6455 §7.4.1)."""
-CLOSE_INVALID_DATA = 1007
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
 
 OnMessage = Callable[[Union[str, bytes]], None]
 OnClose = Callable[[Optional[int], str, Optional[BaseException]], None]
 OnTick = Callable[[], Optional[float]]
-_Payload = Union[bytes, bytearray]
+
+# The least time a send gets, whatever the caller has left of its own timeout.
+_SEND_FLOOR = 0.25
+# How long a close waits for the send lock before it cuts the socket under a stuck send.
+_CLOSE_LOCK_WAIT = 0.25
+# How stale the socket's read timeout may get while frames keep arriving, in seconds.
+_RETIME = 0.05
+_NEVER = float("inf")
+_reader_local = threading.local()
 
 
 class Connection:
-    """One WebSocket connection with a reader thread. Not reusable: one conversation, one socket."""
+    """One WebSocket connection with a reader thread. Not reusable: one conversation, one socket.
+
+    Its timing and size bounds have no defaults here: the conversation's options
+    (:class:`~blackbox_sync.Timeouts`, :class:`~blackbox_sync.Limits`) are their one source.
+    """
 
     def __init__(
         self,
@@ -63,10 +102,10 @@ class Connection:
         headers: Optional[Dict[str, str]] = None,
         origin: Optional[str] = None,
         sslopt: Optional[Dict[str, Any]] = None,
-        ping_interval: Optional[float] = 20.0,
-        ping_timeout: float = 10.0,
-        max_message_size: int = 8 * 1024 * 1024,
-        send_timeout: float = 10.0,
+        ping_interval: Optional[float],
+        ping_timeout: float,
+        max_message_size: int,
+        send_timeout: float,
         secrets: "tuple[str, ...]" = (),
         name: str = "blackbox-reader",
     ) -> None:
@@ -78,38 +117,28 @@ class Connection:
         self._on_tick = on_tick
         self._headers = dict(headers or {})
         self._origin = origin
-        self._sslopt = sslopt
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_message_size = max_message_size
         self.send_timeout = send_timeout
         self._name = name
-        # UTF-8 is checked by bytes.decode on the reader thread (websocket-client's own check is
-        # pure Python, and its frame reader is not used for reading anyway).
-        self._ws = websocket.WebSocket(
-            sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True
-        )
-        # Frames are written by _BoundedSender, not websocket-client's send(), which waits for
-        # room for as long as the socket's timeout says, and that timeout is the reader's.
-        self._sender = _BoundedSender()
+        self._socket = WsClient(sslopt=sslopt, redact=self._redact, display_url=self.display_url)
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._reader: Optional[threading.Thread] = None
-        self._close_sent = False
-        self._close_deadline: Optional[float] = None
+        self._handshake = CloseHandshake()
         self._wake_at = 0.0
         self._timeout_set_at = 0.0
         self._finished = threading.Event()
         self._last_received = time.monotonic()
         self._ping_sent_at: Optional[float] = None
-        self._fragments = _Fragments()
-        self._broken: Optional[str] = None
-        """Why the socket was cut under a send (set once, never cleared)."""
+        self._fragments = Fragments()
+        self._frames = FrameReader(self._socket.recv, self._check_header)
         self.close_code: Optional[int] = None
         self.close_reason = ""
 
     def __repr__(self) -> str:
-        return f"<Connection {self.display_url} {'closed' if self.closed else 'open'}>"
+        return f"<Connection {self.display_url} {self.close_state}>"
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -120,89 +149,19 @@ class Connection:
         seconds in all, however slowly the server answers; a redirect to another host or a
         weaker scheme raises :class:`RedirectRefused` before anything is sent there.
         """
-        deadline = time.monotonic() + max(0.0, timeout)
-        url = self._url
-        for _ in range(_MAX_REDIRECTS + 1):
-            location = self._handshake(url, deadline, timeout)
-            if location is None:
-                break
-            url = redirect_target(url, location, *self._secrets)
-            log.debug("handshake redirected to %s", self._redact(redact_url(url)))
-        else:
-            raise ConnectionClosedError(
-                f"WebSocket handshake with {self.display_url}: more than {_MAX_REDIRECTS} redirects"
-            )
-        self._frames = _FrameReader(self._ws._recv, self._check_header)
+        self._socket.open(
+            self._url, timeout, headers=self._headers, origin=self._origin, secrets=self._secrets
+        )
         log.debug("connected to %s", self.display_url)
         self._last_received = time.monotonic()
         self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
         self._reader.start()
 
-    def _handshake(self, url: str, deadline: float, timeout: float) -> Optional[str]:
-        """One opening handshake with ``url``, done by ``deadline``; the ``Location`` it was
-        redirected to, or ``None`` once the socket is open."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timed_out(timeout)
-        kwargs: Dict[str, Any] = {
-            "timeout": remaining,
-            "header": self._headers or None,
-            "redirect_limit": 0,  # redirects are judged by redirect_target, not followed blindly
-        }
-        if self._origin:
-            kwargs["origin"] = self._origin
-        self._ws.handshake_response = None
-        failure: Optional[BaseException] = None
-        # websocket-client reads the answer a byte at a time and its read timeout starts again
-        # at every byte, so a server dripping it would never time out: the watchdog cuts the
-        # socket at the deadline instead. (TCP connect and TLS are bounded by the timeout.)
-        watchdog = _Watchdog(remaining, self._shutdown_socket)
-        try:
-            self._ws.connect(url, **kwargs)
-        except (OSError, websocket.WebSocketException) as exc:
-            failure = exc
-        finally:
-            fired = watchdog.stop()
-        if failure is None and not fired:
-            return None
-        self._ws.shutdown()
-        if failure is None or fired or isinstance(failure, _TIMEOUTS):
-            raise self._timed_out(timeout)  # out of time, or connected only as it ran out
-        response = self._ws.handshake_response
-        if response is not None and response.status in _REDIRECT_STATUSES:
-            location = response.headers.get("location")
-            if location:
-                return str(location)
-            raise ConnectionClosedError(
-                f"WebSocket handshake with {self.display_url} redirected (HTTP "
-                f"{response.status}) without a Location"
-            )
-        if isinstance(failure, websocket.WebSocketBadStatusException):
-            raise HandshakeRefused(
-                f"WebSocket handshake with {self.display_url} refused: {self._refusal(failure)}",
-                int(failure.status_code),
-            )
-        raise ConnectionClosedError(f"cannot connect to {self.display_url}: {self._clean(failure)}")
-
-    def _timed_out(self, timeout: float) -> OperationTimeout:
-        return OperationTimeout(
-            f"WebSocket handshake with {self.display_url} timed out after {timeout:g} s"
-        )
-
-    def _refusal(self, exc: "websocket.WebSocketBadStatusException") -> str:
-        """The server's refusal (status line and the start of its body), secrets masked."""
-        text = f"HTTP {exc.status_code}"
-        if exc.status_message:
-            text += f" {exc.status_message}"
-        body = exc.resp_body
-        if body:
-            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-            # Redact the whole body before cutting it: a secret across the cut would leak.
-            body_text = " ".join(self._redact(raw).split())
-            if len(body_text) > _REFUSAL_CHARS:
-                body_text = body_text[:_REFUSAL_CHARS] + "…"
-            text += f": {body_text}"
-        return self._redact(text)
+    @property
+    def close_state(self) -> CloseState:
+        """Where the close handshake is (``open`` until a close frame went out or a send broke
+        the socket; ``closed`` once the reader has finished)."""
+        return self._handshake.state
 
     @property
     def closed(self) -> bool:
@@ -236,14 +195,14 @@ class Connection:
         if not self._send_lock.acquire(timeout=max(0.0, bound)):
             # Another send holds the socket for longer than this one may wait: the peer is not
             # reading. Waiting on would only stack more callers behind it.
-            self._break(f"send timed out after {bound:g} s behind another send")
-            raise ConnectionClosedError(f"send timed out: {self._broken}", CLOSE_ABNORMAL)
+            why = self._break(f"send timed out after {bound:g} s behind another send")
+            raise ConnectionClosedError(f"send timed out: {why}", CLOSE_ABNORMAL)
         try:
-            if self._close_sent or self._finished.is_set() or self._broken:
+            if not self._handshake.open:
                 raise ConnectionClosedError(
                     "cannot send: the connection is closed", self.close_code, self.close_reason
                 )
-            self._send_locked(text, websocket.ABNF.OPCODE_TEXT, deadline, bound)
+            self._send_locked(text, OPCODE_TEXT, deadline, bound)
         finally:
             self._send_lock.release()
 
@@ -251,27 +210,24 @@ class Connection:
         self, payload: Union[str, bytes], opcode: int, deadline: float, bound: float
     ) -> None:
         """Write one frame (the send lock held) by ``deadline``; ``bound`` is for the message."""
-        sock = self._ws.sock
-        if sock is None:
-            raise ConnectionClosedError("cannot send: the connection is closed", self.close_code)
         try:
-            self._sender.send(sock, websocket.ABNF.create_frame(payload, opcode).format(), deadline)
-        except _SendTimeout:
-            self._break(f"a frame could not be written within {bound:g} s (peer not reading)")
-            raise ConnectionClosedError(f"send timed out: {self._broken}", CLOSE_ABNORMAL) from None
-        except (OSError, websocket.WebSocketException) as exc:
-            if self._broken:  # cut under us by close() or another send's timeout
-                raise ConnectionClosedError(
-                    f"send failed: {self._broken}", CLOSE_ABNORMAL
-                ) from None
-            raise ConnectionClosedError(f"send failed: {self._clean(exc)}") from None
+            self._socket.write_frame(payload, opcode, deadline)
+        except SendTimeout:
+            why = self._break(f"a frame could not be written within {bound:g} s (peer not reading)")
+            raise ConnectionClosedError(f"send timed out: {why}", CLOSE_ABNORMAL) from None
+        except OSError as exc:
+            broken = self._handshake.broken_reason
+            if broken:  # cut under us by close() or another send's timeout
+                raise ConnectionClosedError(f"send failed: {broken}", CLOSE_ABNORMAL) from None
+            raise ConnectionClosedError(f"send failed: {self._socket.clean(exc)}") from None
 
-    def _break(self, reason: str) -> None:
-        """Cut the socket under a send that cannot finish; the reader then reports it lost."""
-        if self._broken is None:
-            self._broken = reason
+    def _break(self, reason: str) -> str:
+        """Cut the socket under a send that cannot finish (the reader then reports it lost);
+        why the connection broke."""
+        if self._handshake.move(CloseState.BROKEN, reason=reason):
             log.warning("connection to %s broken: %s", self.display_url, reason)
-        self._shutdown_socket()
+        self._socket.cut()
+        return self._handshake.broken_reason or reason
 
     def close(
         self,
@@ -296,18 +252,22 @@ class Connection:
             return
         if not self._finished.wait(max(0.0, deadline - time.monotonic())):
             # The peer never answered our close frame: cut the socket so the reader wakes up.
-            self._shutdown_socket()
+            self._socket.cut()
         self._reader.join(max(0.0, join_timeout))
 
     def abort(self) -> None:
         """Cut the TCP connection without a close handshake."""
-        self._shutdown_socket()
+        self._socket.cut()
 
     def wait_closed(self, timeout: Optional[float]) -> bool:
         """Wait until the reader has finished; True if it did within ``timeout``."""
         if self._reader is None:  # the handshake failed: there is no reader to wait for
             return self._finished.is_set()
         return self._finished.wait(timeout)
+
+    def reschedule(self) -> None:
+        """Ask the reader to re-read its timers (``on_tick``) before its next read."""
+        self._wake_at = 0.0
 
     # --- reader thread ---------------------------------------------------------------------------
 
@@ -318,49 +278,46 @@ class Connection:
         error: Optional[BaseException] = None
         try:
             code, reason = self._read_until_closed()
-        except _Fatal as exc:
+        except FrameError as exc:
             self._send_close(exc.wire_code, exc.reason, time.monotonic())
             code, reason = exc.code, exc.reason
             error = ConnectionClosedError(exc.reason, exc.code)
         except (
-            OSError,
-            websocket.WebSocketException,
+            OSError,  # ssl.SSLError and the adapter's SocketGone included
             struct.error,
-            ssl.SSLError,
             ConnectionClosedError,  # a pong or keepalive ping that could not be written
         ) as exc:
-            if self._broken:
-                error = ConnectionClosedError(f"connection lost: {self._broken}", CLOSE_ABNORMAL)
+            state = self._handshake.state
+            if state is CloseState.BROKEN:
+                error = ConnectionClosedError(
+                    f"connection lost: {self._handshake.broken_reason}", CLOSE_ABNORMAL
+                )
                 code = None
-            elif self._close_sent:
+            elif state is CloseState.CLOSE_SENT:
                 code = self.close_code if self.close_code is not None else CLOSE_NORMAL
             else:
                 error = ConnectionClosedError(
-                    f"connection lost: {self._clean(exc)}", CLOSE_ABNORMAL
+                    f"connection lost: {self._socket.clean(exc)}", CLOSE_ABNORMAL
                 )
                 code = None
         except BaseException as exc:  # an unexpected bug must still end in on_close, never a hang
             log.exception("reader thread failed")
             error = exc
         finally:
-            self._shutdown_socket()
+            self._socket.cut()
             self._finish(code, reason, error)
 
     def _read_until_closed(self) -> "tuple[Optional[int], str]":
         # The hot path: per frame, one clock read and no syscall besides the read itself. Timers
         # (keepalive, tool timeouts, the close handshake) are checked against one cached wake
         # time, and the socket's timeout is refreshed at most every _RETIME seconds.
-        text, binary, cont, ping, close = _OPCODES
         fragments = self._fragments
         next_frame = self._frames.next_frame
+        handshake = self._handshake
         now = time.monotonic()
         while True:
             if now >= self._wake_at:
-                if (
-                    self._close_sent
-                    and self._close_deadline is not None
-                    and now >= self._close_deadline
-                ):
+                if handshake.deadline is not None and now >= handshake.deadline:
                     return self.close_code, "no close frame from the peer"
                 self._tick(now)
                 self._wake_at = self._next_wake(now)
@@ -369,124 +326,96 @@ class Connection:
                 self._set_timeout(now)
             try:
                 fin, opcode, data = next_frame()
-            except websocket.WebSocketTimeoutException:
+            except ReadTimeout:
                 now = time.monotonic()
                 continue
             now = time.monotonic()
             self._last_received = now
             self._ping_sent_at = None
-            if opcode == text and fin and fragments.opcode is None:
-                self._deliver(text, data)  # its size was checked from its header
-            elif opcode in (text, binary, cont):
+            if opcode == OPCODE_TEXT and fin and fragments.opcode is None:
+                self._deliver(OPCODE_TEXT, data)  # its size was checked from its header
+            elif opcode in (OPCODE_TEXT, OPCODE_BINARY, OPCODE_CONT):
                 self._take_data_frame(fin, opcode, data)
-            elif opcode == ping:
-                self._send_control(bytes(data), websocket.ABNF.OPCODE_PONG)
-            elif opcode == close:
+            elif opcode == OPCODE_PING:
+                self._send_control(bytes(data), OPCODE_PONG)
+            elif opcode == OPCODE_CLOSE:
                 return self._take_close_frame(data)
 
     def _check_header(self, first: int, opcode: int, size: int) -> None:
-        """Refuse a frame from its header, before its payload is read (RFC 6455 §5.2, §5.5).
-
-        A continuation counts with the fragments before it, so a fragmented message is refused
-        at the fragment that would take it over ``max_message_size``.
-        """
-        if first & 0x70:
-            raise _Fatal(CLOSE_PROTOCOL_ERROR, "reserved bits set in a frame (no extension)")
-        if opcode not in _KNOWN_OPCODES:
-            raise _Fatal(CLOSE_PROTOCOL_ERROR, f"unknown frame opcode {opcode:#x}")
-        if opcode >= _FIRST_CONTROL:
-            if not first & 0x80 or size > 125:
-                raise _Fatal(CLOSE_PROTOCOL_ERROR, "a control frame fragmented or over 125 bytes")
-        elif size + (self._fragments.size if opcode == _CONT else 0) > self.max_message_size:
-            raise self._too_big()
-
-    def reschedule(self) -> None:
-        """Ask the reader to re-read its timers (``on_tick``) before its next read."""
-        self._wake_at = 0.0
+        check_header(first, opcode, size, self._fragments.size, self.max_message_size)
 
     def _set_timeout(self, now: float) -> None:
         wait = self._wake_at - now
-        self._ws.settimeout(None if wait == _NEVER else max(wait, 0.0))
+        self._socket.settimeout(None if wait == _NEVER else max(wait, 0.0))
         self._timeout_set_at = now
 
-    def _take_data_frame(self, fin: bool, opcode: int, data: _Payload) -> None:
+    def _take_data_frame(self, fin: bool, opcode: int, data: Payload) -> None:
         """A binary frame or a fragment: delivered once its message is whole (RFC 6455 §5.4)."""
         fragments = self._fragments
-        if opcode == _CONT:
+        if opcode == OPCODE_CONT:
             if fragments.opcode is None:
-                raise _Fatal(CLOSE_PROTOCOL_ERROR, "continuation frame with no message begun")
+                raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame with no message begun")
         elif fragments.opcode is not None:
-            raise _Fatal(CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one")
+            raise FrameError(CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one")
         else:
             fragments.begin(opcode)
         fragments.add(data)
         if fragments.size > self.max_message_size:
-            raise self._too_big()
+            raise too_big(self.max_message_size)
         if fin:
             whole_opcode, whole = fragments.take()
             self._deliver(whole_opcode, whole)
 
-    def _deliver(self, opcode: int, data: _Payload) -> None:
-        if opcode != websocket.ABNF.OPCODE_TEXT:
+    def _deliver(self, opcode: int, data: Payload) -> None:
+        if opcode != OPCODE_TEXT:
             self._on_message(bytes(data))
             return
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Fatal(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
+            raise FrameError(CLOSE_INVALID_DATA, "text frame is not valid UTF-8") from None
         self._on_message(text)
 
-    def _too_big(self) -> "_Fatal":
-        return _Fatal(CLOSE_TOO_BIG, f"message larger than {self.max_message_size} bytes")
-
-    def _take_close_frame(self, data: _Payload) -> "tuple[Optional[int], str]":
-        code: Optional[int] = None
-        reason = ""
-        if len(data) == 1:
-            raise _Fatal(CLOSE_PROTOCOL_ERROR, "a close frame of one byte")
-        if len(data) >= 2:
-            code = struct.unpack("!H", data[:2])[0]
-            if not (code in _VALID_CLOSE_CODES or 3000 <= code < 5000):
-                raise _Fatal(CLOSE_PROTOCOL_ERROR, f"close code {code} is not allowed on the wire")
-            # The server's words may echo the token: masked here, before it is stored,
-            # logged or put in an exception.
-            reason = self._redact(data[2:].decode("utf-8", "replace"))
-        reply = code if code and code not in _LOCAL_ONLY_CODES else CLOSE_NORMAL
+    def _take_close_frame(self, data: Payload) -> "tuple[Optional[int], str]":
+        code, raw_reason = parse_close(data)
+        # The server's words may echo the token: masked here, before it is stored, logged or
+        # put in an exception.
+        reason = self._redact(raw_reason.decode("utf-8", "replace"))
         try:
-            self._send_control(struct.pack("!H", reply), websocket.ABNF.OPCODE_CLOSE)
+            self._send_control(close_body(close_reply_code(code)), OPCODE_CLOSE)
         except ConnectionClosedError:
             pass  # the peer closed and does not read: its close frame is all that matters
         log.debug("server closed the connection: code=%s reason=%r", code, reason)
-        return code if code is not None else 1005, reason
+        return code if code is not None else CLOSE_NO_STATUS, reason
 
     def _next_wake(self, now: float) -> float:
         wakes: List[float] = [_NEVER]
-        if self._close_deadline is not None:
-            wakes.append(self._close_deadline)
+        if self._handshake.deadline is not None:
+            wakes.append(self._handshake.deadline)
         if self.ping_interval is not None:
             if self._ping_sent_at is None:
                 wakes.append(self._last_received + self.ping_interval)
             else:
                 wakes.append(self._ping_sent_at + self.ping_timeout)
-        if self._on_tick is not None and not self._close_sent:
+        if self._on_tick is not None and self._handshake.open:
             deadline = self._on_tick()
             if deadline is not None:
                 wakes.append(deadline)
         return min(wakes)
 
     def _tick(self, now: float) -> None:
-        if self.ping_interval is None or self._close_sent:
+        if self.ping_interval is None or not self._handshake.open:
             return
         if self._ping_sent_at is not None and now - self._ping_sent_at >= self.ping_timeout:
             # Reported as 1006 (abnormal) here; on the wire a peer that may still be reading
             # gets 1011, since 1006 is reserved for local use and must never be sent.
-            raise _Fatal(
+            raise FrameError(
                 CLOSE_ABNORMAL,
                 f"no answer to keepalive ping within {self.ping_timeout:g} s",
                 wire_code=CLOSE_INTERNAL_ERROR,
             )
         if self._ping_sent_at is None and now - self._last_received >= self.ping_interval:
-            self._send_control(b"keepalive", websocket.ABNF.OPCODE_PING)
+            self._send_control(b"keepalive", OPCODE_PING)
             self._ping_sent_at = now
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -495,10 +424,10 @@ class Connection:
         """Send a ping, pong or reply close frame (reader thread), unless a close went out."""
         bound = self.send_timeout
         with self._send_lock:
-            if self._close_sent or self._broken:
+            if not self._handshake.open:
                 return
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._close_sent = True
+            if opcode == OPCODE_CLOSE and not self._handshake.move(CloseState.CLOSE_SENT):
+                return
             self._send_locked(payload, opcode, time.monotonic() + bound, bound)
 
     def _send_close(self, code: int, reason: str, deadline: float) -> None:
@@ -507,50 +436,40 @@ class Connection:
         # since no close frame can follow a half-written frame anyway.
         wait = min(max(0.0, deadline - time.monotonic()), _CLOSE_LOCK_WAIT)
         if not self._send_lock.acquire(timeout=wait):
-            with self._state_lock:
-                if self._close_sent or self._finished.is_set():
-                    return
-                self._close_sent = True
-                self.close_code, self.close_reason = code, reason
-            self._break("closed while a send was stuck")
+            if self._begin_close(code, reason, deadline):
+                self._break("closed while a send was stuck")
             return
         try:
-            if self._close_sent or self._finished.is_set():
-                return
-            self._close_sent = True
-            self.close_code, self.close_reason = code, reason
-            self._close_deadline = deadline
-            self._wake_at = 0.0
-            if self._broken:
+            if not self._begin_close(code, reason, deadline):
                 return
             bound = min(self.send_timeout, max(0.0, deadline - time.monotonic()))
             try:
-                # A close reason may take 123 bytes (RFC 6455 §5.5).
-                text = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-                body = struct.pack("!H", code) + text.encode("utf-8")
                 self._send_locked(
-                    body, websocket.ABNF.OPCODE_CLOSE, time.monotonic() + bound, bound
+                    close_body(code, reason), OPCODE_CLOSE, time.monotonic() + bound, bound
                 )
             except ConnectionClosedError:
-                self._shutdown_socket()
+                self._socket.cut()
         finally:
             self._send_lock.release()
 
-    def _shutdown_socket(self) -> None:
-        sock = self._ws.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _begin_close(self, code: int, reason: str, deadline: float) -> bool:
+        """Record our close (its code, reason and deadline) and move to ``CLOSE_SENT``; True
+        when our close frame is to go out now (False: one went out, or the socket is gone)."""
+        with self._state_lock:
+            if self._handshake.state in (CloseState.CLOSE_SENT, CloseState.CLOSED):
+                return False
+            self.close_code, self.close_reason = code, reason
+            self._handshake.deadline = deadline
+            self._wake_at = 0.0
+            return self._handshake.move(CloseState.CLOSE_SENT)
 
     def _finish(self, code: Optional[int], reason: str, error: Optional[BaseException]) -> None:
         with self._state_lock:
-            if self._finished.is_set():
+            if not self._handshake.move(CloseState.CLOSED):
                 return
             self.close_code = code if code is not None else self.close_code
             self.close_reason = reason or self.close_reason
-            self._ws.shutdown()
+            self._socket.shutdown()
             self._finished.set()
         log.debug("connection to %s finished: code=%s reason=%r", self.display_url, code, reason)
         try:
@@ -558,236 +477,6 @@ class Connection:
         except Exception:
             log.exception("on_close handler failed")
 
-    def _clean(self, exc: BaseException) -> str:
-        return self._redact(str(exc) or type(exc).__name__)
-
     def _redact(self, text: str) -> str:
         """``text`` from the server or the network with every secret masked."""
         return redact_text(text, *self._secrets)
-
-
-class _Watchdog:
-    """Calls ``cut`` once ``seconds`` have passed, unless :meth:`stop` came first.
-
-    Its timer thread never outlives :meth:`stop`, which joins it.
-    """
-
-    def __init__(self, seconds: float, cut: Callable[[], None]) -> None:
-        self._cut = cut
-        self._lock = threading.Lock()
-        self._stopped = False
-        self._fired = False
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.name = "blackbox-connect-deadline"
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._fired = True
-        self._cut()
-
-    def stop(self) -> bool:
-        """Cancel the timer (joined); True if it had already fired."""
-        with self._lock:
-            self._stopped = True
-        self._timer.cancel()
-        self._timer.join()
-        return self._fired
-
-
-class _FrameReader:
-    """Reads the server's frames from the socket's bytes (RFC 6455 §5.2), in place of
-    websocket-client's frame reader, which makes several small reads and objects per frame
-    (about 5 µs each: 1.4 s for a message in a quarter of a million small fragments).
-
-    One large read serves a burst of frames; a frame is parsed once all of it is buffered.
-    A read that times out leaves the buffer as it was, so the next call resumes the same
-    frame. ``check(first_byte, opcode, size)`` may refuse a frame from its header, before its
-    payload is read.
-    """
-
-    __slots__ = ("_buffer", "_check", "_position", "_read")
-
-    def __init__(
-        self, read: Callable[[int], bytes], check: Callable[[int, int, int], None]
-    ) -> None:
-        self._read = read
-        self._check = check
-        self._buffer = bytearray()
-        self._position = 0
-
-    def next_frame(self) -> "tuple[bool, int, _Payload]":
-        """The next frame: (fin, opcode, payload), the payload unmasked."""
-        if self._position >= _READ_SIZE:  # drop what was parsed, now and then (amortised)
-            del self._buffer[: self._position]
-            self._position = 0
-        buffer, start = self._buffer, self._position
-        self._fill(start + 2)
-        first, second = buffer[start], buffer[start + 1]
-        size = second & 0x7F
-        head = start + 2
-        if size == 126:
-            self._fill(head + 2)
-            size = _U16.unpack_from(buffer, head)[0]
-            head += 2
-        elif size == 127:
-            self._fill(head + 8)
-            size = _U64.unpack_from(buffer, head)[0]
-            head += 8
-        opcode = first & 0x0F
-        self._check(first, opcode, size)
-        masked = second & 0x80
-        body = head + 4 if masked else head
-        end = body + size
-        self._fill(end)
-        payload: _Payload = buffer[body:end]
-        if masked:  # servers must not mask (§5.1); tolerated, as websocket-client does
-            payload = websocket.ABNF.mask(bytes(buffer[head:body]), bytes(payload))
-        self._position = end
-        return bool(first & 0x80), opcode, payload
-
-    def _fill(self, end: int) -> None:
-        """Read until the buffer holds ``end`` bytes."""
-        buffer = self._buffer
-        while len(buffer) < end:
-            buffer += self._read(min(max(_READ_SIZE, end - len(buffer)), _MAX_READ))
-
-
-class _Fragments:
-    """The fragmented message being put together: its chunks and their running total, so
-    reassembly is linear in the message's size (websocket-client's own joins the bytes so far
-    at every fragment, quadratic: an 8 MiB message in 32-byte fragments took over a minute)."""
-
-    __slots__ = ("_chunks", "opcode", "size")
-
-    def __init__(self) -> None:
-        self.opcode: Optional[int] = None
-        """The first fragment's opcode while a message is open, else ``None``."""
-        self._chunks: List[_Payload] = []
-        self.size = 0
-
-    def begin(self, opcode: int) -> None:
-        self.opcode = opcode
-
-    def add(self, data: _Payload) -> None:
-        self._chunks.append(data)
-        self.size += len(data)
-
-    def take(self) -> "tuple[int, _Payload]":
-        """The whole message (opcode, payload); the reassembly starts empty again."""
-        opcode = self.opcode
-        assert opcode is not None
-        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self.opcode, self._chunks, self.size = None, [], 0
-        return opcode, data
-
-
-class _SendTimeout(Exception):
-    """A frame could not be written before its deadline."""
-
-
-class _BoundedSender:
-    """Writes whole frames against a deadline (used under the send lock only).
-
-    The socket's own timeout belongs to the reader, which changes it all the time (and sets
-    ``None`` when it has nothing to wake for), so it cannot bound a send. This waits for room
-    with ``poll`` and writes only what fits without blocking: ``MSG_DONTWAIT`` for plain
-    sockets; TLS takes no flags, so it writes one record's worth after ``poll`` said there is
-    room.
-    """
-
-    def __init__(self) -> None:
-        self._poller: Any = None
-        self._fd = -1
-
-    def send(self, sock: socket.socket, data: bytes, deadline: float) -> None:
-        """Write all of ``data`` to ``sock`` by ``deadline``, or raise :class:`_SendTimeout`."""
-        view = memoryview(data)
-        tls = isinstance(sock, ssl.SSLSocket)
-        flags = 0 if tls else _DONTWAIT
-        chunk = len(view) if flags else _TLS_CHUNK
-        sent = 0
-        while True:
-            # Room first: with a timeout on the socket, Python itself would wait for room for
-            # as long as the reader's timeout says, which is not this frame's bound.
-            if not self._wait_writable(sock, deadline):
-                raise _SendTimeout()
-            part = view[sent : sent + chunk]
-            try:
-                sent += sock.send(part, flags) if flags else sock.send(part)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-                pass
-            if sent >= len(view):
-                return
-            if time.monotonic() >= deadline:
-                raise _SendTimeout()
-
-    def _wait_writable(self, sock: socket.socket, deadline: float) -> bool:
-        remaining = max(0.0, deadline - time.monotonic())
-        fd = sock.fileno()
-        if fd < 0:  # closed under us (the peer dropped, or close() cut it): a send error
-            raise OSError(errno.EBADF, "the socket is closed")
-        if not hasattr(select, "poll"):  # Windows
-            return bool(select.select([], [sock], [], remaining)[1])
-        if self._poller is None or fd != self._fd:
-            self._poller, self._fd = select.poll(), fd
-            self._poller.register(fd, select.POLLOUT)
-        # An error or hang-up counts as ready: the next send raises it.
-        return bool(self._poller.poll(remaining * 1000 + 1))
-
-
-# A plain socket write that never blocks, whatever the socket's timeout mode (not on Windows).
-_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
-# One TLS record: after poll() reported room, a write this size does not wait in practice.
-_TLS_CHUNK = 16 * 1024
-# The least time a send gets, whatever the caller has left of its own timeout.
-_SEND_FLOOR = 0.25
-# How long a close waits for the send lock before it cuts the socket under a stuck send.
-_CLOSE_LOCK_WAIT = 0.25
-# Close codes that are reported locally and must not be sent (RFC 6455 §7.4.1).
-_LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
-_NEVER = float("inf")
-_reader_local = threading.local()
-_TIMEOUTS = (socket.timeout, websocket.WebSocketTimeoutException)
-# Redirects followed in one opening (websocket-client's own default), and the statuses that are.
-_MAX_REDIRECTS = 3
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# How much of a refusal's body goes into the error (after redaction).
-_REFUSAL_CHARS = 200
-# How stale the socket's read timeout may get while frames keep arriving, in seconds.
-_RETIME = 0.05
-_U16 = struct.Struct("!H")
-_U64 = struct.Struct("!Q")
-# Socket reads: at least this much at a time, and at most this much for one large frame.
-_READ_SIZE = 64 * 1024
-_MAX_READ = 1024 * 1024
-_CONT = websocket.ABNF.OPCODE_CONT
-_FIRST_CONTROL = 0x8
-_KNOWN_OPCODES = frozenset(websocket.ABNF.OPCODES)
-# Close codes a peer may send (RFC 6455 §7.4), besides the 3000-4999 of applications.
-_VALID_CLOSE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
-_OPCODES = (
-    websocket.ABNF.OPCODE_TEXT,
-    websocket.ABNF.OPCODE_BINARY,
-    websocket.ABNF.OPCODE_CONT,
-    websocket.ABNF.OPCODE_PING,
-    websocket.ABNF.OPCODE_CLOSE,
-)
-
-
-class _Fatal(Exception):
-    """A reason of the reader's own to end the connection (oversized message, dead peer).
-
-    ``code`` is reported locally; ``wire_code`` (default: the same) goes in the close frame.
-    """
-
-    def __init__(self, code: int, reason: str, wire_code: Optional[int] = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.wire_code = code if wire_code is None else wire_code

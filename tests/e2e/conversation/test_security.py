@@ -941,10 +941,10 @@ def test_a_send_on_a_socket_closed_under_it_is_an_os_error() -> None:
     """The reader may close the socket while another thread is about to send; that send must
     fail as a closed connection (an OSError, turned into ConnectionClosedError), not as the
     ValueError the OS poller raises for a file descriptor of -1."""
-    from blackbox_sync.transport.connection import _BoundedSender
+    from blackbox_sync.transport.sender import BoundedSender
 
     ours, theirs = socket.socketpair()
     theirs.close()
     ours.close()
     with pytest.raises(OSError, match="closed"):
-        _BoundedSender().send(ours, b"frame", time.monotonic() + 1)
+        BoundedSender().send(ours, b"frame", time.monotonic() + 1)
