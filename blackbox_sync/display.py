@@ -35,6 +35,7 @@ from typing import (
     cast,
 )
 
+from blackbox_sync.conversation.facade import Conversation
 from blackbox_sync.protocol.messages import (
     ConversationResult,
     ErrorMessage,
@@ -57,6 +58,7 @@ from blackbox_sync.settings import DEFAULT_FILLERS
 
 __all__ = [
     "HtmlFormatter",
+    "conversation_html",
     "message_html",
     "register",
     "reply_html",
@@ -326,6 +328,15 @@ class HtmlFormatter(Protocol):
         """Render instances of ``typ`` (and its subclasses) with ``func``."""
 
 
+def conversation_html(conversation: Conversation) -> str:
+    """A conversation as HTML: its call type, phase and URL (secrets masked), then its frames."""
+    head = (
+        f"<div><b>Conversation</b> {escape(conversation.call_type)} · {conversation.phase} · "
+        f"{escape(conversation.url)}</div>"
+    )
+    return head + transcript_html(conversation.history, conversation.turn_rule.fillers)
+
+
 def register(formatter: Optional[HtmlFormatter] = None) -> bool:
     """Show messages, replies, results and transcripts as HTML in IPython and Jupyter.
 
@@ -357,4 +368,5 @@ _RENDERERS: Tuple[Tuple[type, Callable[[Any], str]], ...] = (
     (ConversationResult, result_html),
     (Reply, reply_html),
     (Transcript, transcript_html),
+    (Conversation, conversation_html),
 )

@@ -340,17 +340,6 @@ class Conversation:
     def __repr__(self) -> str:
         return f"<Conversation {self.call_type} {self.phase} {self.url}>"
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from blackbox_sync.display import transcript_html
-
-        head = (
-            f"<div><b>Conversation</b> {escape(self.call_type)} · {self.phase} · "
-            f"{escape(self.url)}</div>"
-        )
-        return head + transcript_html(self.history, self.turn_rule.fillers)
-
     # --- registration ----------------------------------------------------------------------------
 
     @overload

@@ -9,6 +9,8 @@ quadratic reassembly) are not ours.
 import struct
 from typing import Callable, List, Optional, Tuple, Union
 
+from blackbox_sync.errors import BlackBoxError
+
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_NO_STATUS = 1005
@@ -48,7 +50,7 @@ Frame = Tuple[bool, int, Payload]
 """One frame as read: (fin, opcode, payload), the payload unmasked."""
 
 
-class FrameError(Exception):
+class FrameError(BlackBoxError):
     """A reason of the reader's own to end the connection (a bad frame, an oversized message,
     a dead peer).
 

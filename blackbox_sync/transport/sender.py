@@ -12,13 +12,15 @@ import ssl
 import time
 from typing import Optional
 
+from blackbox_sync.errors import BlackBoxError
+
 # A plain socket write that never blocks, whatever the socket's timeout mode (not on Windows).
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 # One TLS record: after poll() reported room, a write this size does not wait in practice.
 _TLS_CHUNK = 16 * 1024
 
 
-class SendTimeout(Exception):
+class SendTimeout(BlackBoxError):
     """A frame could not be written before its deadline (part of it may have gone out)."""
 
 

@@ -15,7 +15,12 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import websocket
 
-from blackbox_sync.errors import ConnectionClosedError, HandshakeRefused, OperationTimeout
+from blackbox_sync.errors import (
+    BlackBoxError,
+    ConnectionClosedError,
+    HandshakeRefused,
+    OperationTimeout,
+)
 from blackbox_sync.redact import redact_url
 from blackbox_sync.transport.sender import BoundedSender
 from blackbox_sync.urls import redirect_target
@@ -30,11 +35,11 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _REFUSAL_CHARS = 200
 
 
-class ReadTimeout(Exception):
+class ReadTimeout(BlackBoxError):
     """A socket read ran out of its timeout; nothing was lost (read again)."""
 
 
-class SocketGone(OSError):
+class SocketGone(BlackBoxError, OSError):
     """The socket failed or the peer closed it under a read or a write."""
 
 

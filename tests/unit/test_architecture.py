@@ -22,7 +22,7 @@ BELOW: Dict[str, Set[str]] = {
     "conversation": {"protocol", "transport"},
     "rest": {"protocol", "transport", "conversation"},  # Client.conversation() opens one
     "voice": {"protocol", "transport", "conversation"},
-    "display": {"protocol"},
+    "display": {"protocol", "transport", "conversation"},
 }
 """The layers below each one; the applications (cli, qa, testing, contrib) may use them all."""
 
@@ -62,8 +62,12 @@ def imported(name: str, path: Path) -> Set[str]:
             package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
             parts = package.split(".")[: len(package.split(".")) - node.level + 1]
             base = ".".join(parts + ([base] if base else []))
-        found.add(base)
-        found |= {f"{base}.{alias.name}" for alias in node.names}
+        # `from pkg import submodule` runs pkg's __init__ as any import of a submodule does (an
+        # implicit parent import, not counted); `from pkg import name` really imports pkg.
+        submodules = {f"{base}.{alias.name}" for alias in node.names} & set(MODULES)
+        found |= submodules
+        if len(submodules) < len(node.names):
+            found.add(base)
     return {m for m in found if m in MODULES and m != name}
 
 

@@ -11,6 +11,7 @@ from testkit import ROOT, Connect
 import blackbox_sync as bb
 from blackbox_sync.display import (
     MAX_JSON_CHARS,
+    conversation_html,
     message_html,
     register,
     reply_html,
@@ -277,6 +278,10 @@ def test_a_real_conversation_renders(connect: Connect) -> None:
     assert "shipped <b>now</b>" in transcript
     assert conv.result is not None
     assert "Completed" in text_of(result_html(conv.result))
+    whole = text_of(conversation_html(conv))
+    assert "Conversation" in whole
+    assert "my order" in whole
+    assert "token=***" in whole  # the URL with its token masked
 
 
 class TestRegistration:
