@@ -44,6 +44,7 @@ from blackbox_sync.testing.faults.catalogue import (
     sample_seconds,
     ws_frame,
 )
+from blackbox_sync.testing.records import parse_frame
 
 if TYPE_CHECKING:
     from blackbox_sync.testing.ws.session import WsSession
@@ -96,6 +97,23 @@ class ArmedFault:
 
     def __repr__(self) -> str:
         return f"<ArmedFault {self.fault!r} fired={self.fired}>"
+
+    def count_frame(self, connection_id: int) -> int:
+        """Count one more matching frame on ``connection_id``; returns the count so far."""
+        count = self._counts[connection_id] = self._counts.get(connection_id, 0) + 1
+        return count
+
+    def count_direction(self, connection_id: int, direction: str) -> Tuple[int, int]:
+        """Count one frame ``direction`` (``"server"`` or ``"client"``) on ``connection_id``;
+        returns the (sent, received) counts so far."""
+        counts = self._legacy.setdefault(connection_id, [0, 0])
+        counts[0 if direction == "server" else 1] += 1
+        return counts[0], counts[1]
+
+    def forget(self, connection_id: int) -> None:
+        """Drop the counts of a closed connection."""
+        self._counts.pop(connection_id, None)
+        self._legacy.pop(connection_id, None)
 
     @property
     def spent(self) -> bool:
@@ -243,10 +261,10 @@ class FaultEngine:
     async def write(self, session: "WsSession", frame: Outgoing) -> bool:
         """Record ``frame`` and write it (the caller holds the session's send lock); False when
         the connection is gone."""
-        if session._dropped or session.ws.closed:
+        if session.dropped or session.ws.closed:
             return False
         # Filed before the write: whatever a client has received is already in the records.
-        session.emulator._record_frame(session, "server", frame.payload, frame.data, frame.kind)
+        session.record_frame("server", frame.payload, frame.data, frame.kind)
         try:
             if frame.raw:
                 transport = session.request.transport
@@ -271,8 +289,7 @@ class FaultEngine:
         with self._changed:
             self._held.pop(connection_id, None)
             for armed in self._armed:
-                armed._counts.pop(connection_id, None)
-                armed._legacy.pop(connection_id, None)
+                armed.forget(connection_id)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -292,10 +309,10 @@ class FaultEngine:
                 frames = [Outgoing(fault.data, raw=True)]
             for frame in frames:
                 if frame.raw:
-                    async with session._send_lock:
+                    async with session.send_lock:
                         await self.write(session, frame)
                 else:
-                    await session._send_payload(frame.payload, frame.data, frame.kind)
+                    await session.send_payload(frame.payload, frame.data, frame.kind)
             code = getattr(fault, "close_code", None)
             if code is not None:
                 _end(session, Close(code=code))
@@ -326,7 +343,7 @@ class FaultEngine:
                 if isinstance(when, On):
                     if at not in ("server", "client") or not when.matches(at, kind):
                         continue
-                    count = armed._counts[cid] = armed._counts.get(cid, 0) + 1
+                    count = armed.count_frame(cid)
                     if count < when.nth:
                         continue
                 elif when != at:
@@ -372,10 +389,9 @@ class FaultEngine:
 
     @staticmethod
     def _legacy_strikes(armed: ArmedFault, cid: int, direction: str) -> bool:
-        counts = armed._legacy.setdefault(cid, [0, 0])
-        counts[0 if direction == "server" else 1] += 1
+        sent, received = armed.count_direction(cid, direction)
         fault: ConnectionFault = armed.fault
-        return fault.should_drop(counts[0], counts[1])
+        return fault.should_drop(sent, received)
 
     @staticmethod
     def _seconds(fault: Delay) -> float:
@@ -426,18 +442,6 @@ def _end(session: "WsSession", fault: Fault) -> None:
 
 
 # --- frame surgery -----------------------------------------------------------------------------
-
-
-def parse_frame(payload: Union[str, bytes]) -> Tuple[Any, Optional[str]]:
-    """The JSON value of a frame (``None`` if not JSON) and its ``type`` (``None`` if unusable)."""
-    if isinstance(payload, (bytes, bytearray)):
-        return None, None
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None, None
-    kind = data.get("type") if isinstance(data, dict) else None
-    return data, kind if isinstance(kind, str) else None
 
 
 def _text(out: Outgoing) -> str:

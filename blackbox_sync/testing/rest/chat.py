@@ -15,6 +15,7 @@ import attrs
 
 from blackbox_sync.protocol.codec import parse_timestamp, utcnow
 from blackbox_sync.testing.agents.scripted import (
+    Agent,
     AgentContext,
     CallTool,
     CallTools,
@@ -52,20 +53,15 @@ class ChatError(Exception):
         self.detail = detail
 
 
-def scripted_agent(state: RestState, agent_id: Optional[str]) -> Any:
+def scripted_agent(state: RestState, agent_id: Optional[str]) -> Agent:
     """The scripted agent behind ``agent_id``: its own, else the emulator's default agent."""
-    agents = getattr(state.emulator, "agents", {}) or {}
-    return (
-        agents.get(agent_id)
-        if agent_id in agents
-        else getattr(state.emulator, "default_agent", None)
-    )
+    return state.service.agent_for(agent_id)
 
 
 def agent_known(state: RestState, agent_id: Any) -> bool:
     """True for an agent created over REST or scripted on the emulator."""
     return isinstance(agent_id, str) and (
-        agent_id in state.agents or agent_id in (getattr(state.emulator, "agents", {}) or {})
+        agent_id in state.agents or state.service.has_agent(agent_id)
     )
 
 

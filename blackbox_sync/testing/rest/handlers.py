@@ -16,6 +16,7 @@ from aiohttp import web
 from blackbox_sync.protocol.codec import parse_timestamp
 from blackbox_sync.testing.agents.file import AgentFileError, agent_from_dict
 from blackbox_sync.testing.agents.scripted import ScriptedAgent
+from blackbox_sync.testing.records import TokenGrant
 from blackbox_sync.testing.rest import chat, results
 from blackbox_sync.testing.rest.state import ORG_ID, RestState, now
 
@@ -108,8 +109,8 @@ def _check_agent_body(body: Dict[str, Any]) -> Optional[ScriptedAgent]:
 
 
 def _use_script(state: RestState, agent_id: str, script: Optional[ScriptedAgent]) -> None:
-    if script is not None and hasattr(state.emulator, "set_agent"):
-        state.emulator.set_agent(agent_id, script)
+    if script is not None:
+        state.service.set_agent(agent_id, script)
 
 
 async def create_agent(request: web.Request, state: RestState, data: Json) -> Json:
@@ -204,7 +205,7 @@ async def agent_template(request: web.Request, state: RestState, _: Json) -> Jso
 
 async def concurrency(request: web.Request, state: RestState, _: Json) -> Json:
     """``GET /misc/concurrency``: running calls and WebSocket conversations against the limit."""
-    live = [c for c in getattr(state.emulator, "conversations", ()) if c.ended_at is None]
+    live = [c for c in state.service.conversations() if c.ended_at is None]
     with state.lock:
         calls = [c for c in state.calls.values() if c["status"] == results.RUNNING]
         return {"active": len(live) + len(calls), "concurrency": state.concurrency_limit}
@@ -249,17 +250,15 @@ def _check_integration(state: RestState, body: Dict[str, Any]) -> None:
 def _grant(state: RestState, token: Dict[str, Any]) -> None:
     """Let the WebSocket side accept ``token`` with its integration's current settings."""
     integration = state.integrations[token["integrationId"]]
-    add_token = getattr(state.emulator, "add_token", None)
-    if add_token is None:
-        return
-    add_token(
+    grant = TokenGrant(
         token["token"],
-        integration["agentId"],
+        agent_id=integration["agentId"],
         enabled=bool(integration.get("enabled", True)),
         origins=integration.get("origins") or None,
         integration_id=integration["integrationId"],
         expires_at=parse_timestamp(token.get("expiresAt")),
     )
+    state.service.add_token(grant)
 
 
 async def list_integrations(request: web.Request, state: RestState, _: Json) -> Json:
@@ -349,9 +348,7 @@ async def revoke_token(request: web.Request, state: RestState, _: Json) -> Json:
         if token is None or token["integrationId"] != request.match_info["integrationId"]:
             raise Problem(404, "Token not found")
         del state.tokens[token["tokenId"]]
-        remove = getattr(state.emulator, "remove_token", None)
-        if remove is not None:
-            remove(token["token"])
+        state.service.remove_token(token["token"])
     return None
 
 

@@ -144,7 +144,7 @@ def finish(
         "transcription": entries,
         "serverJobId": call_id,
         "errorMessage": error_message,
-        "inspectorUrl": f"{getattr(state.emulator, 'base_url', '')}/inspector/{call_id}",
+        "inspectorUrl": f"{state.service.base_url}/inspector/{call_id}",
         "recordingUrl": None,
         "score": None,
         "highlights": {},
@@ -209,13 +209,13 @@ def record_conversation(state: RestState, conversation: Any) -> None:
             additional_data=conversation.additional_data,
             transcript=conversation.transcript,
             finish_reason=conversation.ended_by,
-            error_message=getattr(conversation, "error_message", None),
+            error_message=conversation.error_message,
         )
 
 
 def sync_conversations(state: RestState) -> None:
     """Record every ended WebSocket conversation not recorded yet (before a search reads)."""
-    for conversation in list(getattr(state.emulator, "conversations", ())):
+    for conversation in state.service.conversations():
         if conversation.ended_at is not None and conversation.status != RUNNING:
             record_conversation(state, conversation)
 
@@ -307,7 +307,7 @@ def complete_call(
         call["status"] = status
         call["recordId"] = call_id
         call["completedTime"] = now()
-        call["inspectorUrl"] = f"{getattr(state.emulator, 'base_url', '')}/inspector/{call_id}"
+        call["inspectorUrl"] = f"{state.service.base_url}/inspector/{call_id}"
         lines = transcript if transcript is not None else _greeting(state, call)
         return finish(
             state,

@@ -1,6 +1,8 @@
 """The emulator's REST state: in-memory objects, injected faults, a request journal, controls.
 
-One :class:`RestState` lives on the emulator as ``emulator.rest``. Objects are stored in their wire
+One :class:`RestState` lives on the emulator as ``emulator.rest``, on top of the emulator's
+:class:`~blackbox_sync.testing.service.ServiceState` (the tokens, agents and conversations it
+shares with the WebSocket side). Objects are stored in their wire
 form (camelCase dicts, snake_case for chats), so what a test seeds is exactly what the client
 reads. Handlers run on the emulator's loop thread, tests call the control methods from theirs:
 every access holds :attr:`RestState.lock`, and waits use its condition, never sleeps.
@@ -18,6 +20,7 @@ import attrs
 
 from blackbox_sync.protocol.codec import format_timestamp, utcnow
 from blackbox_sync.redact import redact_url
+from blackbox_sync.testing.service import ServiceState
 
 log = logging.getLogger("blackbox_sync.testing.rest")
 
@@ -108,8 +111,8 @@ class RestState:
     ``concurrency_limit`` (what ``/misc/concurrency`` reports).
     """
 
-    def __init__(self, emulator: Any) -> None:
-        self.emulator = emulator
+    def __init__(self, service: ServiceState) -> None:
+        self.service = service
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._tasks: Set[Future[Any]] = set()
@@ -292,7 +295,7 @@ class RestState:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the emulator's loop, from any thread; reset cancels it."""
-        loop: asyncio.AbstractEventLoop = self.emulator.loop
+        loop = self.service.running_loop()
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         with self.lock:
             self._tasks.add(future)

@@ -37,7 +37,7 @@ class VoiceSession:
         assert session.record is not None
         self.session = session
         self.config = config
-        self.call = config._new_call(session.record.record_id)
+        self.call = config.open_call(session.record.record_id)
         self.pc = RTCPeerConnection()
         self.connected = asyncio.Event()
         self._mids: List[str] = []
@@ -55,7 +55,7 @@ class VoiceSession:
 
     async def offer(self) -> None:
         """Gather, then send the complete offer as ``sdpInvite`` (``data.invite``, as live)."""
-        _ice.restrict(self.config._addresses(self.session.emulator.host))
+        _ice.restrict(self.config.addresses_for(self.session.host))
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("track", self._on_track)
         self.pc.addTransceiver(PacedTrack(self._pull), direction="sendrecv")
@@ -70,7 +70,7 @@ class VoiceSession:
         with self.config.changed:
             self.call.offer = offer
             self.config.changed.notify_all()
-        await self.session._send(SdpInvite(sdp=offer))
+        await self.session.send(SdpInvite(sdp=offer))
 
     def answered(self, answer: str) -> None:
         """The client's ``sdpAnswer`` arrived (reader task): apply it without blocking it."""
@@ -200,12 +200,12 @@ class VoiceSession:
     async def _utterance(self, start: int, end: int) -> None:
         with self.config.changed:
             pcm = bytes(self.call.received[start * SAMPLE_WIDTH : end * SAMPLE_WIDTH])
-        text = self.config._text_for(pcm)
+        text = self.config.text_for(pcm)
         with self.config.changed:
             self.call.utterances.append(Utterance(start=start, end=end, text=text))
             self.config.changed.notify_all()
         if self.session.ending is None:
-            await self.session._user_message(text)
+            await self.session.user_message(text)
 
     # --- the end ---------------------------------------------------------------------------------
 
