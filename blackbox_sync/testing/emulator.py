@@ -60,7 +60,7 @@ from blackbox_sync.testing.faults.engine import ArmedFault, FaultEngine
 from blackbox_sync.testing.options import EmulatorOptions
 from blackbox_sync.testing.records import FAILED, ConversationRecord, FrameRecord, TokenGrant
 from blackbox_sync.testing.rest import api as rest_api
-from blackbox_sync.testing.rest.state import RestState
+from blackbox_sync.testing.rest.control import RestState
 from blackbox_sync.testing.service import UNSET, EndCallback, ServiceState, Unset
 from blackbox_sync.testing.ws.session import CLOSE_GOING_AWAY, WsSession
 

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Union
 
 import attrs
 from aiohttp import web
@@ -44,10 +44,57 @@ from blackbox_sync.testing.faults.catalogue import (
     sample_seconds,
     ws_frame,
 )
-from blackbox_sync.testing.records import parse_frame
+from blackbox_sync.testing.records import ConversationRecord, parse_frame
 
-if TYPE_CHECKING:
-    from blackbox_sync.testing.ws.session import WsSession
+
+class FaultTarget(Protocol):
+    """What the engine needs of a connection: a
+    :class:`~blackbox_sync.testing.ws.session.WsSession` (a protocol, so that this module does
+    not import the session back)."""
+
+    stalled: bool
+    """Set by a ``Stall`` fault: nothing is answered or sent any more."""
+
+    @property
+    def connection_id(self) -> int: ...
+
+    @property
+    def record(self) -> Optional[ConversationRecord]: ...
+
+    @property
+    def request(self) -> web.Request: ...
+
+    @property
+    def ws(self) -> web.WebSocketResponse: ...
+
+    @property
+    def ending(self) -> "Optional[asyncio.Future[None]]": ...
+
+    @property
+    def dropped(self) -> bool: ...
+
+    @property
+    def send_lock(self) -> asyncio.Lock: ...
+
+    async def send_payload(
+        self, payload: Union[str, bytes], data: Any, kind: Optional[str]
+    ) -> bool: ...
+
+    def record_frame(
+        self, direction: str, payload: Union[str, bytes], data: Any, kind: Optional[str]
+    ) -> None: ...
+
+    def end(
+        self,
+        ended_by: str,
+        *,
+        status: str = ...,
+        send_result: bool = ...,
+        close_code: int = ...,
+        close_reason: str = ...,
+        drop: bool = ...,
+    ) -> None: ...
+
 
 log = logging.getLogger("blackbox_sync.testing.faults")
 
@@ -187,7 +234,7 @@ class FaultEngine:
 
     # --- loop thread: hooks ----------------------------------------------------------------------
 
-    async def handshake(self, session: "WsSession") -> Optional[web.StreamResponse]:
+    async def handshake(self, session: FaultTarget) -> Optional[web.StreamResponse]:
         """Before the upgrade: delay it, or answer something else (returned) instead."""
         for fault in self._strikes(session, HANDSHAKE, None, None):
             if isinstance(fault, Delay):
@@ -203,13 +250,13 @@ class FaultEngine:
                 return web.Response(status=503)
         return None
 
-    async def opened(self, session: "WsSession") -> None:
+    async def opened(self, session: FaultTarget) -> None:
         """After the upgrade, before the first frame is read."""
         for fault in self._strikes(session, OPEN, None, None):
             if await self._act(session, fault):
                 return
 
-    async def client_frame(self, session: "WsSession", kind: Optional[str]) -> bool:
+    async def client_frame(self, session: FaultTarget, kind: Optional[str]) -> bool:
         """A client frame was recorded; True when a fault ended the connection instead of it
         being acted on."""
         for fault in self._strikes(session, "client", kind, None):
@@ -218,7 +265,7 @@ class FaultEngine:
         return False
 
     async def outgoing(
-        self, session: "WsSession", payload: Union[str, bytes], data: Any, kind: Optional[str]
+        self, session: FaultTarget, payload: Union[str, bytes], data: Any, kind: Optional[str]
     ) -> Plan:
         """A server frame is about to be written: what to write instead, and what follows."""
         main: Optional[Outgoing] = Outgoing(payload, data, kind)
@@ -258,7 +305,7 @@ class FaultEngine:
         frames += ([held] if held is not None else []) + after
         return Plan(frames, then)
 
-    async def write(self, session: "WsSession", frame: Outgoing) -> bool:
+    async def write(self, session: FaultTarget, frame: Outgoing) -> bool:
         """Record ``frame`` and write it (the caller holds the session's send lock); False when
         the connection is gone."""
         if session.dropped or session.ws.closed:
@@ -280,7 +327,7 @@ class FaultEngine:
             return False
         return True
 
-    def end_after_send(self, session: "WsSession", fault: Fault) -> None:
+    def end_after_send(self, session: FaultTarget, fault: Fault) -> None:
         """Apply an ending fault that :meth:`outgoing` returned, once its frame is out."""
         _end(session, fault)
 
@@ -293,7 +340,7 @@ class FaultEngine:
 
     # --- internals -------------------------------------------------------------------------------
 
-    async def _act(self, session: "WsSession", fault: Fault) -> bool:
+    async def _act(self, session: FaultTarget, fault: Fault) -> bool:
         """Apply a fault struck at OPEN or by a client frame; True when the connection ended."""
         if isinstance(fault, Delay):
             await asyncio.sleep(self._seconds(fault))
@@ -323,7 +370,7 @@ class FaultEngine:
         return False
 
     def _strikes(
-        self, session: "WsSession", at: str, kind: Optional[str], data: Any
+        self, session: FaultTarget, at: str, kind: Optional[str], data: Any
     ) -> List[Fault]:
         """The catalogue faults striking now (in arming order), after counting this moment;
         a legacy :class:`ConnectionFault` that strikes becomes a :class:`Drop`. Random choices
@@ -398,7 +445,7 @@ class FaultEngine:
         # _resolve() drew the seconds already: a number now, whatever the fault was armed with.
         return float(fault.seconds) if isinstance(fault.seconds, (int, float)) else 0.0
 
-    async def _until_gone(self, session: "WsSession") -> None:
+    async def _until_gone(self, session: FaultTarget) -> None:
         # Polling: aiohttp tells a handler nothing when its peer leaves before the upgrade.
         while not self._released:
             transport = session.request.transport
@@ -407,7 +454,7 @@ class FaultEngine:
             await asyncio.sleep(_POLL)
 
 
-async def until_transport_closed(session: "WsSession") -> None:
+async def until_transport_closed(session: FaultTarget) -> None:
     """Wait until the peer has gone (a stalled connection answers nothing, not even a close)."""
     while not session.ending:
         transport = session.request.transport
@@ -420,13 +467,13 @@ def _failed_open(reason: str) -> Dict[str, Any]:
     return frame_dict("event", name="failedOpen", data={"reason": reason})
 
 
-def _abort(session: "WsSession") -> None:
+def _abort(session: FaultTarget) -> None:
     transport = session.request.transport
     if transport is not None:
         transport.abort()
 
 
-def _end(session: "WsSession", fault: Fault) -> None:
+def _end(session: FaultTarget, fault: Fault) -> None:
     if isinstance(fault, Stall):
         session.stalled = True
     elif isinstance(fault, Close) and fault.code != CLOSE_ABNORMAL:

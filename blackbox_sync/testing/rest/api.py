@@ -1,6 +1,6 @@
 """The emulator's REST routes (PROTOCOL.md §8), on the same aiohttp app and port as its WebSocket.
 
-:func:`rest_state` makes the emulator's :class:`~.state.RestState` (``emulator.rest``: the
+:func:`rest_state` makes the emulator's :class:`~.control.RestState` (``emulator.rest``: the
 handle tests use to seed objects, inject faults (``emulator.rest.fail(503)``,
 ``fail(429, retry_after=0.05)``), read the request journal and wait for webhooks) on top of its
 :class:`~blackbox_sync.testing.service.ServiceState`; :func:`add_routes`, called when the
@@ -20,13 +20,14 @@ from aiohttp import web
 
 from blackbox_sync.testing.rest import handlers as h
 from blackbox_sync.testing.rest.chat import ChatError
+from blackbox_sync.testing.rest.control import RestState
 from blackbox_sync.testing.rest.results import record_conversation
-from blackbox_sync.testing.rest.state import RestState
+from blackbox_sync.testing.rest.state import RestStore
 from blackbox_sync.testing.service import ServiceState
 
 API = "/api/v1"
 
-Handler = Callable[[web.Request, RestState, Any], Awaitable[Any]]
+Handler = Callable[[web.Request, RestStore, Any], Awaitable[Any]]
 
 # (method, path under /api/v1, handler, needs the API key)
 ROUTES = (
@@ -69,7 +70,7 @@ def rest_state(service: ServiceState) -> RestState:
     return state
 
 
-def add_routes(app: web.Application, state: RestState) -> None:
+def add_routes(app: web.Application, state: RestStore) -> None:
     """Register the REST endpoints, answered from ``state``, on the emulator's app."""
     request_ids = itertools.count(1)
     for method, path, handler, auth in ROUTES:
@@ -107,7 +108,7 @@ def problem(
 
 
 def _wrap(
-    state: RestState, handler: Handler, auth: bool, request_ids: "itertools.count[int]"
+    state: RestStore, handler: Handler, auth: bool, request_ids: "itertools.count[int]"
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def route(request: web.Request) -> web.StreamResponse:
         sub = request.path[len(API) :]
@@ -121,7 +122,7 @@ def _wrap(
 
 
 async def _answer(
-    state: RestState, handler: Handler, auth: bool, request: web.Request, sub: str
+    state: RestStore, handler: Handler, auth: bool, request: web.Request, sub: str
 ) -> Tuple[web.Response, Any]:
     """The response, and the request's JSON body for the journal."""
     data: Any = None
@@ -163,7 +164,7 @@ async def _answer(
     return web.json_response(result), data
 
 
-def _auth_problem(state: RestState, request: web.Request) -> Optional[web.Response]:
+def _auth_problem(state: RestStore, request: web.Request) -> Optional[web.Response]:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
