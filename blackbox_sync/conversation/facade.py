@@ -34,7 +34,7 @@ from blackbox_sync.conversation.callbacks import (
     callback_label,
 )
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
-from blackbox_sync.conversation.tools import ToolHandler, ToolRunner
+from blackbox_sync.conversation.tools import ToolRunner
 from blackbox_sync.errors import (
     AskTimeout,
     BlackBoxError,
@@ -855,6 +855,3 @@ def _tool_name(handler: Callable[..., Any]) -> str:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{handler!r} has no __name__: give the tool a name, conv.tool(name, fn)")
     return name
-
-
-ToolFunction = ToolHandler

@@ -135,7 +135,7 @@ class Plan:
 class ArmedFault:
     """An armed fault: how often it fired, and :meth:`disarm`. Returned by ``arm_fault``."""
 
-    def __init__(self, engine: "FaultEngine", fault: Any) -> None:
+    def __init__(self, engine: "FaultEngine", fault: Union[Fault, ConnectionFault]) -> None:
         self.fault = fault
         self.fired = 0
         self._engine = engine
@@ -165,7 +165,7 @@ class ArmedFault:
     @property
     def spent(self) -> bool:
         """True once it fired ``times`` times (and so is no longer armed)."""
-        times = getattr(self.fault, "times", 1)
+        times = self.fault.times if isinstance(self.fault, Fault) else 1
         return times is not None and self.fired >= times
 
     def disarm(self) -> None:
@@ -188,7 +188,7 @@ class FaultEngine:
 
     def arm(self, fault: Any) -> ArmedFault:
         """Arm ``fault`` (a catalogue :class:`~.faults.Fault` or a :class:`ConnectionFault`)."""
-        if not isinstance(fault, Fault) and not callable(getattr(fault, "should_drop", None)):
+        if not isinstance(fault, (Fault, ConnectionFault)):
             raise TypeError(f"not a fault: {fault!r}")
         armed = ArmedFault(self, fault)
         with self._changed:
@@ -360,7 +360,7 @@ class FaultEngine:
                         await self.write(session, frame)
                 else:
                     await session.send_payload(frame.payload, frame.data, frame.kind)
-            code = getattr(fault, "close_code", None)
+            code = fault.close_code if isinstance(fault, (ErrorFrame, FailedOpen)) else None
             if code is not None:
                 _end(session, Close(code=code))
                 return True
@@ -437,8 +437,8 @@ class FaultEngine:
     @staticmethod
     def _legacy_strikes(armed: ArmedFault, cid: int, direction: str) -> bool:
         sent, received = armed.count_direction(cid, direction)
-        fault: ConnectionFault = armed.fault
-        return fault.should_drop(sent, received)
+        fault = armed.fault
+        return not isinstance(fault, Fault) and fault.should_drop(sent, received)
 
     @staticmethod
     def _seconds(fault: Delay) -> float:

@@ -206,7 +206,7 @@ def record_conversation(state: RestStore, conversation: Any) -> None:
             status=FAILED if conversation.status == FAILED else COMPLETED,
             created=format_timestamp(conversation.started_at),
             completed=format_timestamp(ended),
-            endpoint=getattr(conversation, "endpoint", None),
+            endpoint=conversation.endpoint,
             additional_data=conversation.additional_data,
             transcript=conversation.transcript,
             finish_reason=conversation.ended_by,
