@@ -1,6 +1,6 @@
 """Soak figures outside pytest: sequential and concurrent conversations under random faults.
 
-The same run as ``tests/e2e/conversation/test_soak.py`` (``blackbox_sync.testing.faults.soak``),
+The same run as ``tests/e2e/conversation/test_soak.py`` (``bench/fault_soak.py``),
 printing the outcomes, the faults fired, threads, open file descriptors, RSS and live Python heap.
 
     python bench/soak.py [--sequential 1000] [--concurrent 200] [--rate 0.05] [--seed 20260601]
@@ -9,9 +9,13 @@ printing the outcomes, the faults fired, threads, open file descriptors, RSS and
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from blackbox_sync.testing import Emulator
-from blackbox_sync.testing.faults.soak import soak
+
+# bench/ is a folder of scripts, not a package: its soak driver is imported by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fault_soak import soak
 
 
 def main() -> int:

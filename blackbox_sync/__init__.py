@@ -36,27 +36,31 @@ from blackbox_sync.protocol.messages import (
     ConversationResult,
     ErrorMessage,
     Event,
-    IncomingChatMessage,
-    Initialize,
-    InitRequest,
     Message,
     Reconnected,
-    SdpAnswer,
     SdpInvite,
-    Terminate,
     TextMessage,
     ToolCall,
     ToolCallResult,
     ToolRequest,
-    ToolResponse,
     UnknownMessage,
 )
+
+# The client's own frames stay attributes (docs/reference/messages.md shows them as
+# ``blackbox_sync.Initialize`` ...) but are not exported: the client builds them, users never do.
+from blackbox_sync.protocol.messages import IncomingChatMessage as IncomingChatMessage
+from blackbox_sync.protocol.messages import Initialize as Initialize
+from blackbox_sync.protocol.messages import InitRequest as InitRequest
+from blackbox_sync.protocol.messages import SdpAnswer as SdpAnswer
+from blackbox_sync.protocol.messages import Terminate as Terminate
+from blackbox_sync.protocol.messages import ToolResponse as ToolResponse
 from blackbox_sync.protocol.reply import Reply, Transcript, TurnEnd
 from blackbox_sync.protocol.state import Phase, TurnRule
 from blackbox_sync.redact import RedactingHandler
 
 if TYPE_CHECKING:
-    from blackbox_sync.rest import ApiConnectionError, Client, RetryPolicy, webhooks
+    from blackbox_sync.rest import ApiConnectionError, Client, RetryPolicy
+    from blackbox_sync.rest import webhooks as webhooks
     from blackbox_sync.voice import VoiceCall
 
 _moved.install()
@@ -78,6 +82,8 @@ _LAZY = {
 }
 
 
+# ``webhooks`` is a module, reached as ``bb.webhooks`` (lazily: it needs requests); it is not in
+# __all__, so ``from blackbox_sync import *`` binds classes and functions, not a namespace.
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
@@ -103,9 +109,6 @@ __all__ = [
     "ErrorMessage",
     "Event",
     "HandshakeRefused",
-    "IncomingChatMessage",
-    "InitRequest",
-    "Initialize",
     "Limits",
     "Message",
     "NotFoundError",
@@ -118,17 +121,14 @@ __all__ = [
     "RedirectRefused",
     "Reply",
     "RetryPolicy",
-    "SdpAnswer",
     "SdpInvite",
     "ServerError",
-    "Terminate",
     "TextMessage",
     "Timeouts",
     "ToolCall",
     "ToolCallResult",
     "ToolError",
     "ToolRequest",
-    "ToolResponse",
     "Transcript",
     "TurnEnd",
     "TurnRule",
@@ -136,5 +136,4 @@ __all__ = [
     "UsageError",
     "VoiceCall",
     "__version__",
-    "webhooks",
 ]

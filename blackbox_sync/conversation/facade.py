@@ -38,7 +38,7 @@ from blackbox_sync.conversation.lifecycle import move as move_lifecycle
 from blackbox_sync.conversation.options import UNSET, Limits, Timeouts, Unset, resolve
 from blackbox_sync.conversation.options import turn_rule as resolve_turn_rule
 from blackbox_sync.conversation.reconnect import ReconnectPolicy
-from blackbox_sync.conversation.tools import ToolHandler, ToolRunner
+from blackbox_sync.conversation.tools import ToolRunner
 from blackbox_sync.errors import (
     AskTimeout,
     BlackBoxError,
@@ -961,6 +961,3 @@ def _tool_name(handler: Callable[..., Any]) -> str:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{handler!r} has no __name__: give the tool a name, conv.tool(name, fn)")
     return name
-
-
-ToolFunction = ToolHandler

@@ -1,7 +1,8 @@
 """A local, strict emulator of the BlackBox service, for tests and demos (extra ``emulator``).
 
 ``Emulator`` and ``serve`` need aiohttp and are imported on first use, so the scripted-agent
-classes and the pytest plugin load without it.
+classes and the pytest plugin load without it. The faults (``Drop``, ``Stall``, ...) are
+:mod:`.faults`' :data:`~.faults.EXPORTED` names, reached here too.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -20,27 +21,6 @@ from blackbox_sync.testing.agents.scripted import (
     ScriptedAgent,
     SendRaw,
 )
-from blackbox_sync.testing.faults import (
-    HANDSHAKE,
-    OPEN,
-    Close,
-    Delay,
-    Drop,
-    DropAfter,
-    Duplicate,
-    ErrorFrame,
-    FailedOpen,
-    FaultFiring,
-    Inject,
-    Malform,
-    On,
-    Oversize,
-    RawBytes,
-    Refuse,
-    Reorder,
-    Replace,
-    Stall,
-)
 from blackbox_sync.testing.options import EmulatorOptions
 from blackbox_sync.testing.records import (
     ConversationRecord,
@@ -54,50 +34,34 @@ if TYPE_CHECKING:
     from blackbox_sync.testing.emulator import Emulator, serve
 
 __all__ = [
-    "HANDSHAKE",
-    "OPEN",
     "Agent",
     "AgentContext",
     "AgentFileError",
     "CallTool",
     "CallTools",
-    "Close",
     "ConversationRecord",
-    "Delay",
-    "Drop",
-    "DropAfter",
-    "Duplicate",
     "Emulator",
     "EmulatorOptions",
     "EmulatorVoice",
     "End",
-    "ErrorFrame",
-    "FailedOpen",
-    "FaultFiring",
     "FrameRecord",
-    "Inject",
-    "Malform",
-    "On",
-    "Oversize",
     "Pause",
-    "RawBytes",
-    "Refuse",
-    "Reorder",
-    "Replace",
     "Rule",
     "Say",
     "ScriptedAgent",
     "SendRaw",
-    "Stall",
     "TokenGrant",
     "ToolCallRecord",
     "VoiceCallRecord",
     "faults",
     "serve",
+    *faults.EXPORTED,  # the fault catalogue, listed once in faults.FAULTS
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in faults.EXPORTED:
+        return getattr(faults, name)
     if name in ("Emulator", "serve"):
         from blackbox_sync.testing import emulator
 

@@ -11,8 +11,10 @@ Thread model
     One daemon thread runs an asyncio loop (:attr:`Emulator.loop`) with the aiohttp application;
     every socket, every :class:`~.ws.session.WsSession` and every REST handler runs there. All
     state shared with other threads (tokens, API keys, agents, records, frames, armed faults)
-    lives on the :class:`Emulator` and is guarded by one re-entrant lock, :attr:`Emulator.lock`;
-    :attr:`Emulator.changed`, a condition on that lock, is notified on every change, and the
+    lives on the emulator's :class:`~.service.ServiceState` (:attr:`Emulator.service`), which
+    both the WebSocket sessions and the REST fake use, and is guarded by one re-entrant lock,
+    :attr:`Emulator.lock`; :attr:`Emulator.changed`, a condition on that lock, is notified on
+    every change, and the
     ``wait_for_*`` helpers wait on it. Loop code holds the lock only briefly, never across an
     ``await``. Methods that wait for the loop (``start``, ``stop``, ``reset``, ``drop_connection``)
     must not be called from the loop thread. ``on_conversation_end`` callbacks run in the loop's
@@ -25,14 +27,11 @@ Secrets: tokens and API keys never reach a log line; URLs are logged through
 
 import asyncio
 import concurrent.futures
-import enum
 import logging
-import random
 import secrets
 import socket
 import sys
 import threading
-import uuid
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -46,32 +45,24 @@ from typing import (
     Sequence,
     Set,
     TextIO,
-    Tuple,
     TypeVar,
     Union,
 )
 
-import attrs
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from blackbox_sync.errors import BlackBoxError, UsageError
-from blackbox_sync.protocol.codec import utcnow
 from blackbox_sync.redact import redact_url
-from blackbox_sync.testing import auth
 from blackbox_sync.testing.agents.scripted import Agent, ScriptedAgent
 from blackbox_sync.testing.faults.catalogue import ConnectionFault, DropAfter, Fault, FaultFiring
 from blackbox_sync.testing.faults.engine import ArmedFault, FaultEngine
 from blackbox_sync.testing.options import EmulatorOptions
-from blackbox_sync.testing.records import (
-    FAILED,
-    ConversationRecord,
-    FrameRecord,
-    TokenGrant,
-    ToolCallRecord,
-)
+from blackbox_sync.testing.records import FAILED, ConversationRecord, FrameRecord, TokenGrant
 from blackbox_sync.testing.rest import api as rest_api
-from blackbox_sync.testing.ws.session import CLOSE_GOING_AWAY, InitInfo, WsSession
+from blackbox_sync.testing.rest.control import RestState
+from blackbox_sync.testing.service import UNSET, EndCallback, ServiceState, Unset
+from blackbox_sync.testing.ws.session import CLOSE_GOING_AWAY, WsSession
 
 if TYPE_CHECKING:
     from blackbox_sync.testing.voice.calls import EmulatorVoice
@@ -79,16 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("blackbox_sync.testing")
 
 T = TypeVar("T")
-EndCallback = Callable[[ConversationRecord], None]
 WEB_CALL_PATH = "/api/v1/ws/webCall"
 DEV_PATH = "/api/v1/ws/dev"
-
-
-class _Unset(enum.Enum):
-    UNSET = 0
-
-
-UNSET = _Unset.UNSET
 
 
 class Emulator:
@@ -114,52 +97,96 @@ class Emulator:
         voice: Optional["EmulatorVoice"] = None,
     ) -> None:
         self.host = host
-        self.token = token or f"emu-token-{secrets.token_hex(12)}"
-        """The default web-integration token (valid after every :meth:`reset`)."""
-        self.api_key = api_key or f"emu-key-{secrets.token_hex(12)}"
-        """The default API key (valid after every :meth:`reset`)."""
-        self.options = options or EmulatorOptions()
         self.voice = voice
         """Voice mode (:class:`~.voice.EmulatorVoice`): ``webCall`` conversations get real
         WebRTC media. ``None`` (the default): a fake offer and no media."""
-        self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
-        self.on_conversation_end: List[EndCallback] = []
-        """Called with a snapshot of each conversation as it ends, one at a time in the
-        emulator's callback thread, before the client is told; must return promptly (the end of
-        that conversation, and :meth:`stop`, wait for it). A callback that raises is logged."""
+        self.service = ServiceState(
+            agent=agent,
+            agents=agents,
+            token=token or f"emu-token-{secrets.token_hex(12)}",
+            api_key=api_key or f"emu-key-{secrets.token_hex(12)}",
+            options=options or EmulatorOptions(),
+            seed=seed,
+        )
+        """What the emulated service knows: the state the WebSocket sessions and the REST fake
+        share (see :mod:`.service`)."""
+        self.lock = self.service.lock
+        self.changed = self.service.changed
         self.on_reset: List[Callable[[], None]] = []
         """Called after :meth:`reset` cleared the emulator's state (in the caller's thread)."""
-        self.rest: Any = None
-        """The REST routes' state, set by ``rest_api.add_routes`` when the server starts."""
+        self.rest: RestState = rest_api.rest_state(self.service)
+        """The REST fake's state: seed objects, inject faults, read the journal (see
+        :mod:`.rest.api`)."""
+        self.on_reset.append(self.rest.reset)
         self._requested_port = port
         self._port: Optional[int] = None
-        self._seed = seed
-        self.faults = FaultEngine(self.changed, seed)
-        """Armed faults and their firings (see :mod:`.faults`); :meth:`arm_fault` arms."""
-        self._initial_agent: Agent = agent if agent is not None else ScriptedAgent()
-        self._initial_agents: Dict[str, Agent] = dict(agents or {})
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._runner: Optional[web.AppRunner] = None
         self._startup_error: Optional[BaseException] = None
         self._sessions: Set[WsSession] = set()  # loop thread only
-        self._callback_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._clear_state()
 
-    def _clear_state(self) -> None:
+    @property
+    def token(self) -> str:
+        """The default web-integration token (valid after every :meth:`reset`)."""
+        return self.service.token
+
+    @property
+    def api_key(self) -> str:
+        """The default API key (valid after every :meth:`reset`)."""
+        return self.service.api_key
+
+    @property
+    def options(self) -> EmulatorOptions:
+        """What new connections use (time limits, sizes, quirks)."""
+        return self.service.options
+
+    @options.setter
+    def options(self, options: EmulatorOptions) -> None:
         with self.lock:
-            self.default_agent: Agent = self._initial_agent
-            self.agents: Dict[str, Agent] = dict(self._initial_agents)
-            self.api_keys: Set[str] = {self.api_key}
-            self._tokens: Dict[str, TokenGrant] = {self.token: TokenGrant(self.token)}
-            self._records: List[ConversationRecord] = []
-            self._frames: List[FrameRecord] = []
-            self.faults.release()  # a handshake stalled by the old engine lets go
-            self.faults = FaultEngine(self.changed, self._seed)
-            self._ids = random.Random(self._seed)
-            self._connections = 0
-            self.changed.notify_all()
+            self.service.options = options
+
+    @property
+    def on_conversation_end(self) -> List[EndCallback]:
+        """Called with a snapshot of each conversation as it ends, one at a time in the
+        emulator's callback thread, before the client is told; must return promptly (the end of
+        that conversation, and :meth:`stop`, wait for it). A callback that raises is logged."""
+        return self.service.on_conversation_end
+
+    @property
+    def faults(self) -> FaultEngine:
+        """Armed faults and their firings (see :mod:`.faults`); :meth:`arm_fault` arms."""
+        return self.service.faults
+
+    @property
+    def default_agent(self) -> Agent:
+        """The agent of conversations whose agent id names no agent in :attr:`agents`."""
+        return self.service.default_agent
+
+    @default_agent.setter
+    def default_agent(self, agent: Agent) -> None:
+        with self.lock:
+            self.service.default_agent = agent
+
+    @property
+    def agents(self) -> Dict[str, Agent]:
+        """Agents by agent id (the dict itself: change it under :attr:`lock`)."""
+        return self.service.agents
+
+    @agents.setter
+    def agents(self, agents: Dict[str, Agent]) -> None:
+        with self.lock:
+            self.service.agents = agents
+
+    @property
+    def api_keys(self) -> Set[str]:
+        """The accepted API keys (the set itself: change it under :attr:`lock`)."""
+        return self.service.api_keys
+
+    @api_keys.setter
+    def api_keys(self, keys: Set[str]) -> None:
+        with self.lock:
+            self.service.api_keys = keys
 
     def __repr__(self) -> str:
         state = f"listening on {self.base_url}" if self.running else "stopped"
@@ -279,49 +306,35 @@ class Emulator:
             integration_id=integration_id,
             expires_at=expires_at,
         )
-        with self.changed:
-            self._tokens[token] = grant
-            self.changed.notify_all()
+        self.service.add_token(grant)
         return grant
 
     def remove_token(self, token: str) -> bool:
         """Stop accepting ``token``; False when it was not known."""
-        with self.changed:
-            return self._tokens.pop(token, None) is not None
+        return self.service.remove_token(token)
 
     def update_integration(
         self,
         integration_id: str,
         *,
-        agent_id: Union[Optional[str], _Unset] = UNSET,
-        enabled: Union[bool, _Unset] = UNSET,
-        origins: Union[Optional[Sequence[str]], _Unset] = UNSET,
+        agent_id: Union[Optional[str], Unset] = UNSET,
+        enabled: Union[bool, Unset] = UNSET,
+        origins: Union[Optional[Sequence[str]], Unset] = UNSET,
     ) -> int:
         """Change every token of ``integration_id`` at once; returns how many there were."""
-        changes: Dict[str, Any] = {}
-        if agent_id is not UNSET:
-            changes["agent_id"] = agent_id
-        if enabled is not UNSET:
-            changes["enabled"] = enabled
-        if origins is not UNSET:
-            changes["origins"] = origins
-        with self.changed:
-            hits = [t for t, g in self._tokens.items() if g.integration_id == integration_id]
-            for token in hits:
-                self._tokens[token] = attrs.evolve(self._tokens[token], **changes)
-            return len(hits)
+        return self.service.update_integration(
+            integration_id, agent_id=agent_id, enabled=enabled, origins=origins
+        )
 
     @property
     def tokens(self) -> List[TokenGrant]:
         """The accepted tokens' grants (a list, not a dict keyed by secrets, so that printing it
         reveals nothing: a grant's repr leaves its token out)."""
-        with self.lock:
-            return list(self._tokens.values())
+        return self.service.tokens
 
     def set_agent(self, agent_id: str, agent: Agent) -> None:
         """Use ``agent`` for conversations with ``agent_id``."""
-        with self.lock:
-            self.agents[agent_id] = agent
+        self.service.set_agent(agent_id, agent)
 
     def arm_fault(self, fault: Union[Fault, ConnectionFault]) -> ArmedFault:
         """Arm ``fault`` (see :mod:`.faults`): it counts each connection's frames from now on
@@ -359,14 +372,13 @@ class Emulator:
 
     def options_snapshot(self) -> EmulatorOptions:
         """A copy of :attr:`options` (what a new connection uses)."""
-        with self.lock:
-            return attrs.evolve(self.options)
+        return self.service.options_snapshot()
 
     def reset(self, timeout: float = 10.0) -> None:
         """End every open connection and forget all state, keeping the port and the defaults."""
         if self.running:
             self._on_loop(self._end_sessions("emulator_reset"), timeout)
-        self._clear_state()
+        self.service.clear()
         for callback in list(self.on_reset):
             callback()
 
@@ -376,24 +388,23 @@ class Emulator:
     def frames(self) -> List[FrameRecord]:
         """Every frame received from clients, oldest first (a snapshot)."""
         with self.lock:
-            return [f for f in self._frames if f.direction == "client"]
+            return [f for f in self.service.frames if f.direction == "client"]
 
     @property
     def server_frames(self) -> List[FrameRecord]:
         """Every frame sent to clients, oldest first (a snapshot)."""
         with self.lock:
-            return [f for f in self._frames if f.direction == "server"]
+            return [f for f in self.service.frames if f.direction == "server"]
 
     @property
     def conversations(self) -> List[ConversationRecord]:
         """Snapshots of every conversation, oldest first."""
-        with self.lock:
-            return [r.snapshot() for r in self._records]
+        return self.service.conversations()
 
     def conversation(self, record_id: str) -> ConversationRecord:
         """A snapshot of one conversation; KeyError when unknown."""
         with self.lock:
-            for record in self._records:
+            for record in self.service.records:
                 if record.record_id == record_id:
                     return record.snapshot()
         raise KeyError(record_id)
@@ -420,7 +431,7 @@ class Emulator:
             )
 
         def found() -> Optional[FrameRecord]:
-            hits = [f for f in self._frames if matches(f)]
+            hits = [f for f in self.service.frames if matches(f)]
             return hits[count - 1] if len(hits) >= count else None
 
         with self.changed:
@@ -438,7 +449,7 @@ class Emulator:
         start if needed) is over and its socket closed; returns its final snapshot."""
 
         def finished() -> Optional[ConversationRecord]:
-            records = [r for r in self._records if record_id in (None, r.record_id)]
+            records = [r for r in self.service.records if record_id in (None, r.record_id)]
             return records[-1] if records and records[-1].finished else None
 
         with self.changed:
@@ -457,7 +468,9 @@ class Emulator:
             1, thread_name_prefix="blackbox-emulator-callbacks"
         )
         pool.submit(lambda: None).result()
-        self._callback_pool = pool
+        self.service.executor = pool
+        self.service.loop = loop
+        self.service.base_url = self.base_url
         try:
             loop.run_until_complete(self._start_app(sock))
         except BaseException as exc:  # reported to start() in the caller's thread
@@ -471,12 +484,13 @@ class Emulator:
         finally:
             _close_loop(loop)
             pool.shutdown(wait=True)
+            self.service.loop = self.service.executor = None
 
     async def _start_app(self, sock: socket.socket) -> None:
         app = web.Application()
         app.router.add_get(WEB_CALL_PATH, self._web_call)
         app.router.add_get(DEV_PATH, self._dev_call)
-        rest_api.add_routes(app, self)
+        rest_api.add_routes(app, self.rest)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -502,7 +516,18 @@ class Emulator:
     async def _websocket(self, request: web.Request, *, dev: bool) -> web.StreamResponse:
         if not web.WebSocketResponse().can_prepare(request).ok:
             raise web.HTTPBadRequest(text="this endpoint speaks WebSocket only")
-        return await WsSession(self, request, dev=dev).run()
+        session = WsSession(
+            self.service,
+            request,
+            dev=dev,
+            host=self.host,
+            voice=self.voice,
+            on_open=self._sessions.add,
+        )
+        try:
+            return await session.run()
+        finally:
+            self._sessions.discard(session)
 
     async def _end_sessions(self, ended_by: str, grace: float = 1.0) -> None:
         sessions = list(self._sessions)
@@ -511,7 +536,7 @@ class Emulator:
         # A client that does not answer the close frame is cut off after a short grace.
         if not await _all_closed(sessions, grace):
             for session in sessions:
-                session._drop()
+                session.drop()
             await _all_closed(sessions, grace)
 
     async def _drop_sessions(self, record_id: Optional[str]) -> int:
@@ -535,131 +560,6 @@ class Emulator:
             raise UsageError(
                 "this Emulator method blocks on its own loop; call it from another thread"
             )
-
-    # --- called by WsSession on the loop thread ----------------------------------------------
-
-    def _accept_connection(self) -> int:
-        with self.lock:
-            self._connections += 1
-            return self._connections
-
-    def _session_opened(self, session: WsSession) -> None:
-        self._sessions.add(session)
-
-    def _session_closed(self, session: WsSession, close_code: Optional[int]) -> None:
-        self._sessions.discard(session)
-        self.faults.connection_closed(session.connection_id)
-        with self.changed:
-            if session.record is not None:
-                session.record.close_code = close_code
-                session.record.finished = True
-            self.changed.notify_all()
-
-    def _check_token(self, token: Optional[str], origin: Optional[str]) -> Optional[str]:
-        with self.lock:
-            return auth.check_web_token(self._tokens, token, origin)
-
-    def _check_api_key(self, key: Optional[str]) -> Optional[str]:
-        with self.lock:
-            return auth.check_api_key(self.api_keys, key)
-
-    def _grant(self, token: Optional[str]) -> Optional[TokenGrant]:
-        with self.lock:
-            return self._tokens.get(token) if token else None
-
-    def _open_conversation(
-        self, session: WsSession, info: InitInfo, grant: Optional[TokenGrant]
-    ) -> Tuple[ConversationRecord, Agent]:
-        with self.changed:
-            agent = self.agents.get(info.agent_id or "") or self.default_agent
-            record = ConversationRecord(
-                record_id=str(uuid.UUID(int=self._ids.getrandbits(128), version=4)),
-                token=session.token,
-                agent_id=info.agent_id,
-                call_type=info.call_type,
-                additional_data=info.additional_data,
-                endpoint=info.endpoint,
-                dev=session.dev,
-                integration_id=grant.integration_id if grant is not None else None,
-            )
-            self._records.append(record)
-            self.changed.notify_all()
-        return record, agent
-
-    def _record_frame(
-        self,
-        session: WsSession,
-        direction: str,
-        payload: Union[str, bytes],
-        data: Any,
-        kind: Optional[str],
-    ) -> None:
-        """File a frame (armed faults are applied by the session, see faults/engine.py)."""
-        record = session.record
-        frame = FrameRecord(
-            direction=direction,
-            connection_id=session.connection_id,
-            record_id=record.record_id if record is not None else None,
-            type=kind,
-            data=data,
-            text=payload,
-        )
-        with self.changed:
-            self._frames.append(frame)
-            if record is not None:
-                (record.client_frames if direction == "client" else record.server_frames).append(
-                    frame
-                )
-            self.changed.notify_all()
-
-    def _add_transcript(self, session: WsSession, speaker: str, text: str) -> None:
-        with self.changed:
-            if session.record is not None:
-                session.record.transcript.append((speaker, text))
-            self.changed.notify_all()
-
-    def _note_error(self, session: WsSession, text: str) -> None:
-        log.warning("emulator connection %d: %s", session.connection_id, text)
-        with self.changed:
-            if session.record is not None:
-                session.record.errors.append(text)
-            self.changed.notify_all()
-
-    def _tool_requested(
-        self, session: WsSession, call_id: str, name: str, args: Any
-    ) -> ToolCallRecord:
-        call = ToolCallRecord(call_id, name, args)
-        with self.changed:
-            if session.record is not None:
-                session.record.tool_calls.append(call)
-            self.changed.notify_all()
-        return call
-
-    def _tool_finished(self, call: ToolCallRecord, result: Any, timed_out: bool) -> None:
-        with self.changed:
-            call.result = result
-            call.answered = not timed_out
-            call.timed_out = timed_out
-            self.changed.notify_all()
-
-    def _conversation_ended(
-        self, record: ConversationRecord, status: str, ended_by: str, error_message: Optional[str]
-    ) -> ConversationRecord:
-        with self.changed:
-            record.status = status
-            record.ended_by = ended_by
-            record.error_message = error_message
-            record.ended_at = utcnow()
-            self.changed.notify_all()
-            return record.snapshot()
-
-    async def _run_end_callbacks(self, record: ConversationRecord) -> None:
-        loop = asyncio.get_running_loop()
-        for callback in list(self.on_conversation_end):
-            try:
-                await loop.run_in_executor(self._callback_pool, callback, record)
-            except Exception:
-                log.exception("on_conversation_end callback %r failed", callback)
 
 
 class _RedactingAccessLog(AbstractAccessLogger):

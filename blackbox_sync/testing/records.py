@@ -5,8 +5,9 @@ out copies (:meth:`ConversationRecord.snapshot`), so a test thread never sees a 
 record. Secrets (tokens) are kept out of every ``repr``.
 """
 
+import json
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
@@ -146,3 +147,15 @@ class TokenGrant:
         if expires.tzinfo is None:  # a naive time is taken as UTC, like the wire's timestamps
             expires = expires.replace(tzinfo=timezone.utc)
         return (now or utcnow()) >= expires
+
+
+def parse_frame(payload: Union[str, bytes]) -> Tuple[Any, Optional[str]]:
+    """The JSON value of a frame (``None`` if not JSON) and its ``type`` (``None`` if unusable)."""
+    if isinstance(payload, (bytes, bytearray)):
+        return None, None
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None, None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return data, kind if isinstance(kind, str) else None

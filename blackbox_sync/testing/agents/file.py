@@ -1,4 +1,4 @@
-"""Agent files: a :class:`~.agent.ScriptedAgent` written as JSON or YAML.
+"""Agent files: a :class:`~.scripted.ScriptedAgent` written as JSON or YAML.
 
 Top-level keys (all optional)::
 
@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from blackbox_sync.errors import BlackBoxError
 from blackbox_sync.testing.agents.scripted import (
+    AgentFormat,
     CallTool,
     End,
     Pause,
@@ -52,6 +53,7 @@ from blackbox_sync.testing.agents.scripted import (
     ScriptedAgent,
     SendRaw,
     Step,
+    register_agent_format,
 )
 
 _AGENT_KEYS = {
@@ -273,3 +275,6 @@ def _number(value: Any, where: str) -> float:
 
 def _optional_text(value: Any, where: str) -> Optional[str]:
     return None if value is None else str(_typed(value, str, where))
+
+
+register_agent_format(AgentFormat(from_dict=agent_from_dict, from_file=load_agent_file))

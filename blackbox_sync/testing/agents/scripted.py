@@ -355,17 +355,36 @@ class ScriptedAgent:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ScriptedAgent":
-        """Build an agent from the agent-file format (see ``agent_file``)."""
-        from blackbox_sync.testing.agents.file import agent_from_dict
-
-        return agent_from_dict(data)
+        """Build an agent from the agent-file format (see :mod:`.file`)."""
+        return _agent_format().from_dict(data)
 
     @classmethod
     def from_file(cls, path: "Union[str, PathLike[str]]") -> "ScriptedAgent":
         """Load an agent from a ``.json``, ``.yaml`` or ``.yml`` file (YAML needs PyYAML)."""
-        from blackbox_sync.testing.agents.file import load_agent_file
+        return _agent_format().from_file(path)
 
-        return load_agent_file(path)
+
+@attrs.frozen
+class AgentFormat:
+    """How agent files are read: :mod:`.file` builds agents from this module's classes, so it
+    registers its readers here (:func:`register_agent_format`) instead of being imported."""
+
+    from_dict: Callable[[Any], ScriptedAgent]
+    from_file: Callable[["Union[str, PathLike[str]]"], ScriptedAgent]
+
+
+_formats: List[AgentFormat] = []
+
+
+def register_agent_format(agent_format: AgentFormat) -> None:
+    """Make ``agent_format`` the reader of :meth:`ScriptedAgent.from_dict` and ``from_file``."""
+    _formats[:] = [agent_format]
+
+
+def _agent_format() -> AgentFormat:
+    if not _formats:  # the package's __init__ imports .file, so only a broken install gets here
+        raise RuntimeError("no agent-file reader is registered (blackbox_sync.testing.agents.file)")
+    return _formats[0]
 
 
 def perform(source: HandlerResult, context: AgentContext) -> Turn:

@@ -1,7 +1,8 @@
 """Faults the emulator can inject, to see how a client copes: refused or dropped connections,
 stalls, delays, malformed, oversized, duplicated or reordered frames, and more.
 
-:data:`FAULTS` lists every fault class; :mod:`blackbox_sync.testing` exports them from it.
+:data:`FAULTS` lists every fault class; :mod:`blackbox_sync.testing` exports :data:`EXPORTED`
+(those and the names that say when one strikes), built from it.
 """
 
 from blackbox_sync.testing.faults.catalogue import (
@@ -60,9 +61,21 @@ FAULTS = (
 )
 """Every fault class, in one place."""
 
+EXPORTED = (
+    "HANDSHAKE",
+    "OPEN",
+    "On",
+    "DropAfter",
+    "FaultFiring",
+    *(fault.__name__ for fault in FAULTS),
+)
+"""The names :mod:`blackbox_sync.testing` exports from here (``from blackbox_sync.testing
+import Drop`` works as well as ``faults.Drop``)."""
+
 __all__ = [
     "DIRECTIONS",
     "DOCUMENTED_ERRORS",
+    "EXPORTED",
     "FAULTS",
     "HANDSHAKE",
     "MALFORMATIONS",

@@ -26,7 +26,7 @@ Only this module's data classes live here (no aiohttp); the emulator applies the
 import json
 import math
 from datetime import datetime
-from typing import Any, Dict, Iterable, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Protocol, Tuple, Union, runtime_checkable
 
 import attrs
 
@@ -65,6 +65,7 @@ MALFORMATIONS: Tuple[str, ...] = (
 """What :class:`Malform` can do to a frame (``"random"`` picks one with the emulator's RNG)."""
 
 
+@runtime_checkable
 class ConnectionFault(Protocol):
     """The original fault protocol, still accepted by ``arm_fault``: asked after every frame."""
 

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Union
 
 import attrs
 from aiohttp import web
@@ -44,9 +44,57 @@ from blackbox_sync.testing.faults.catalogue import (
     sample_seconds,
     ws_frame,
 )
+from blackbox_sync.testing.records import ConversationRecord, parse_frame
 
-if TYPE_CHECKING:
-    from blackbox_sync.testing.ws.session import WsSession
+
+class FaultTarget(Protocol):
+    """What the engine needs of a connection: a
+    :class:`~blackbox_sync.testing.ws.session.WsSession` (a protocol, so that this module does
+    not import the session back)."""
+
+    stalled: bool
+    """Set by a ``Stall`` fault: nothing is answered or sent any more."""
+
+    @property
+    def connection_id(self) -> int: ...
+
+    @property
+    def record(self) -> Optional[ConversationRecord]: ...
+
+    @property
+    def request(self) -> web.Request: ...
+
+    @property
+    def ws(self) -> web.WebSocketResponse: ...
+
+    @property
+    def ending(self) -> "Optional[asyncio.Future[None]]": ...
+
+    @property
+    def dropped(self) -> bool: ...
+
+    @property
+    def send_lock(self) -> asyncio.Lock: ...
+
+    async def send_payload(
+        self, payload: Union[str, bytes], data: Any, kind: Optional[str]
+    ) -> bool: ...
+
+    def record_frame(
+        self, direction: str, payload: Union[str, bytes], data: Any, kind: Optional[str]
+    ) -> None: ...
+
+    def end(
+        self,
+        ended_by: str,
+        *,
+        status: str = ...,
+        send_result: bool = ...,
+        close_code: int = ...,
+        close_reason: str = ...,
+        drop: bool = ...,
+    ) -> None: ...
+
 
 log = logging.getLogger("blackbox_sync.testing.faults")
 
@@ -87,7 +135,7 @@ class Plan:
 class ArmedFault:
     """An armed fault: how often it fired, and :meth:`disarm`. Returned by ``arm_fault``."""
 
-    def __init__(self, engine: "FaultEngine", fault: Any) -> None:
+    def __init__(self, engine: "FaultEngine", fault: Union[Fault, ConnectionFault]) -> None:
         self.fault = fault
         self.fired = 0
         self._engine = engine
@@ -97,10 +145,27 @@ class ArmedFault:
     def __repr__(self) -> str:
         return f"<ArmedFault {self.fault!r} fired={self.fired}>"
 
+    def count_frame(self, connection_id: int) -> int:
+        """Count one more matching frame on ``connection_id``; returns the count so far."""
+        count = self._counts[connection_id] = self._counts.get(connection_id, 0) + 1
+        return count
+
+    def count_direction(self, connection_id: int, direction: str) -> Tuple[int, int]:
+        """Count one frame ``direction`` (``"server"`` or ``"client"``) on ``connection_id``;
+        returns the (sent, received) counts so far."""
+        counts = self._legacy.setdefault(connection_id, [0, 0])
+        counts[0 if direction == "server" else 1] += 1
+        return counts[0], counts[1]
+
+    def forget(self, connection_id: int) -> None:
+        """Drop the counts of a closed connection."""
+        self._counts.pop(connection_id, None)
+        self._legacy.pop(connection_id, None)
+
     @property
     def spent(self) -> bool:
         """True once it fired ``times`` times (and so is no longer armed)."""
-        times = getattr(self.fault, "times", 1)
+        times = self.fault.times if isinstance(self.fault, Fault) else 1
         return times is not None and self.fired >= times
 
     def disarm(self) -> None:
@@ -123,7 +188,7 @@ class FaultEngine:
 
     def arm(self, fault: Any) -> ArmedFault:
         """Arm ``fault`` (a catalogue :class:`~.faults.Fault` or a :class:`ConnectionFault`)."""
-        if not isinstance(fault, Fault) and not callable(getattr(fault, "should_drop", None)):
+        if not isinstance(fault, (Fault, ConnectionFault)):
             raise TypeError(f"not a fault: {fault!r}")
         armed = ArmedFault(self, fault)
         with self._changed:
@@ -169,7 +234,7 @@ class FaultEngine:
 
     # --- loop thread: hooks ----------------------------------------------------------------------
 
-    async def handshake(self, session: "WsSession") -> Optional[web.StreamResponse]:
+    async def handshake(self, session: FaultTarget) -> Optional[web.StreamResponse]:
         """Before the upgrade: delay it, or answer something else (returned) instead."""
         for fault in self._strikes(session, HANDSHAKE, None, None):
             if isinstance(fault, Delay):
@@ -185,13 +250,13 @@ class FaultEngine:
                 return web.Response(status=503)
         return None
 
-    async def opened(self, session: "WsSession") -> None:
+    async def opened(self, session: FaultTarget) -> None:
         """After the upgrade, before the first frame is read."""
         for fault in self._strikes(session, OPEN, None, None):
             if await self._act(session, fault):
                 return
 
-    async def client_frame(self, session: "WsSession", kind: Optional[str]) -> bool:
+    async def client_frame(self, session: FaultTarget, kind: Optional[str]) -> bool:
         """A client frame was recorded; True when a fault ended the connection instead of it
         being acted on."""
         for fault in self._strikes(session, "client", kind, None):
@@ -200,7 +265,7 @@ class FaultEngine:
         return False
 
     async def outgoing(
-        self, session: "WsSession", payload: Union[str, bytes], data: Any, kind: Optional[str]
+        self, session: FaultTarget, payload: Union[str, bytes], data: Any, kind: Optional[str]
     ) -> Plan:
         """A server frame is about to be written: what to write instead, and what follows."""
         main: Optional[Outgoing] = Outgoing(payload, data, kind)
@@ -240,13 +305,13 @@ class FaultEngine:
         frames += ([held] if held is not None else []) + after
         return Plan(frames, then)
 
-    async def write(self, session: "WsSession", frame: Outgoing) -> bool:
+    async def write(self, session: FaultTarget, frame: Outgoing) -> bool:
         """Record ``frame`` and write it (the caller holds the session's send lock); False when
         the connection is gone."""
-        if session._dropped or session.ws.closed:
+        if session.dropped or session.ws.closed:
             return False
         # Filed before the write: whatever a client has received is already in the records.
-        session.emulator._record_frame(session, "server", frame.payload, frame.data, frame.kind)
+        session.record_frame("server", frame.payload, frame.data, frame.kind)
         try:
             if frame.raw:
                 transport = session.request.transport
@@ -262,7 +327,7 @@ class FaultEngine:
             return False
         return True
 
-    def end_after_send(self, session: "WsSession", fault: Fault) -> None:
+    def end_after_send(self, session: FaultTarget, fault: Fault) -> None:
         """Apply an ending fault that :meth:`outgoing` returned, once its frame is out."""
         _end(session, fault)
 
@@ -271,12 +336,11 @@ class FaultEngine:
         with self._changed:
             self._held.pop(connection_id, None)
             for armed in self._armed:
-                armed._counts.pop(connection_id, None)
-                armed._legacy.pop(connection_id, None)
+                armed.forget(connection_id)
 
     # --- internals -------------------------------------------------------------------------------
 
-    async def _act(self, session: "WsSession", fault: Fault) -> bool:
+    async def _act(self, session: FaultTarget, fault: Fault) -> bool:
         """Apply a fault struck at OPEN or by a client frame; True when the connection ended."""
         if isinstance(fault, Delay):
             await asyncio.sleep(self._seconds(fault))
@@ -292,11 +356,11 @@ class FaultEngine:
                 frames = [Outgoing(fault.data, raw=True)]
             for frame in frames:
                 if frame.raw:
-                    async with session._send_lock:
+                    async with session.send_lock:
                         await self.write(session, frame)
                 else:
-                    await session._send_payload(frame.payload, frame.data, frame.kind)
-            code = getattr(fault, "close_code", None)
+                    await session.send_payload(frame.payload, frame.data, frame.kind)
+            code = fault.close_code if isinstance(fault, (ErrorFrame, FailedOpen)) else None
             if code is not None:
                 _end(session, Close(code=code))
                 return True
@@ -306,7 +370,7 @@ class FaultEngine:
         return False
 
     def _strikes(
-        self, session: "WsSession", at: str, kind: Optional[str], data: Any
+        self, session: FaultTarget, at: str, kind: Optional[str], data: Any
     ) -> List[Fault]:
         """The catalogue faults striking now (in arming order), after counting this moment;
         a legacy :class:`ConnectionFault` that strikes becomes a :class:`Drop`. Random choices
@@ -326,7 +390,7 @@ class FaultEngine:
                 if isinstance(when, On):
                     if at not in ("server", "client") or not when.matches(at, kind):
                         continue
-                    count = armed._counts[cid] = armed._counts.get(cid, 0) + 1
+                    count = armed.count_frame(cid)
                     if count < when.nth:
                         continue
                 elif when != at:
@@ -372,17 +436,16 @@ class FaultEngine:
 
     @staticmethod
     def _legacy_strikes(armed: ArmedFault, cid: int, direction: str) -> bool:
-        counts = armed._legacy.setdefault(cid, [0, 0])
-        counts[0 if direction == "server" else 1] += 1
-        fault: ConnectionFault = armed.fault
-        return fault.should_drop(counts[0], counts[1])
+        sent, received = armed.count_direction(cid, direction)
+        fault = armed.fault
+        return not isinstance(fault, Fault) and fault.should_drop(sent, received)
 
     @staticmethod
     def _seconds(fault: Delay) -> float:
         # _resolve() drew the seconds already: a number now, whatever the fault was armed with.
         return float(fault.seconds) if isinstance(fault.seconds, (int, float)) else 0.0
 
-    async def _until_gone(self, session: "WsSession") -> None:
+    async def _until_gone(self, session: FaultTarget) -> None:
         # Polling: aiohttp tells a handler nothing when its peer leaves before the upgrade.
         while not self._released:
             transport = session.request.transport
@@ -391,7 +454,7 @@ class FaultEngine:
             await asyncio.sleep(_POLL)
 
 
-async def until_transport_closed(session: "WsSession") -> None:
+async def until_transport_closed(session: FaultTarget) -> None:
     """Wait until the peer has gone (a stalled connection answers nothing, not even a close)."""
     while not session.ending:
         transport = session.request.transport
@@ -404,13 +467,13 @@ def _failed_open(reason: str) -> Dict[str, Any]:
     return frame_dict("event", name="failedOpen", data={"reason": reason})
 
 
-def _abort(session: "WsSession") -> None:
+def _abort(session: FaultTarget) -> None:
     transport = session.request.transport
     if transport is not None:
         transport.abort()
 
 
-def _end(session: "WsSession", fault: Fault) -> None:
+def _end(session: FaultTarget, fault: Fault) -> None:
     if isinstance(fault, Stall):
         session.stalled = True
     elif isinstance(fault, Close) and fault.code != CLOSE_ABNORMAL:
@@ -426,18 +489,6 @@ def _end(session: "WsSession", fault: Fault) -> None:
 
 
 # --- frame surgery -----------------------------------------------------------------------------
-
-
-def parse_frame(payload: Union[str, bytes]) -> Tuple[Any, Optional[str]]:
-    """The JSON value of a frame (``None`` if not JSON) and its ``type`` (``None`` if unusable)."""
-    if isinstance(payload, (bytes, bytearray)):
-        return None, None
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None, None
-    kind = data.get("type") if isinstance(data, dict) else None
-    return data, kind if isinstance(kind, str) else None
 
 
 def _text(out: Outgoing) -> str:

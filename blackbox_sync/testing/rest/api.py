@@ -1,9 +1,10 @@
 """The emulator's REST routes (PROTOCOL.md §8), on the same aiohttp app and port as its WebSocket.
 
-:func:`add_routes` is called by the emulator when it builds its app. It puts a
-:class:`~.state.RestState` on the emulator as ``emulator.rest`` — the handle tests use to
-seed objects, inject faults (``emulator.rest.fail(503)``, ``fail(429, retry_after=0.05)``), read
-the request journal and wait for webhooks — and registers every endpoint under ``/api/v1``.
+:func:`rest_state` makes the emulator's :class:`~.control.RestState` (``emulator.rest``: the
+handle tests use to seed objects, inject faults (``emulator.rest.fail(503)``,
+``fail(429, retry_after=0.05)``), read the request journal and wait for webhooks) on top of its
+:class:`~blackbox_sync.testing.service.ServiceState`; :func:`add_routes`, called when the
+emulator builds its app, registers every endpoint under ``/api/v1``.
 
 Every route answers like the live service: Bearer API-key auth (401 otherwise), RFC 7807
 ProblemDetails bodies on errors, and an ``X-Request-Id`` header.
@@ -19,12 +20,14 @@ from aiohttp import web
 
 from blackbox_sync.testing.rest import handlers as h
 from blackbox_sync.testing.rest.chat import ChatError
+from blackbox_sync.testing.rest.control import RestState
 from blackbox_sync.testing.rest.results import record_conversation
-from blackbox_sync.testing.rest.state import RestState
+from blackbox_sync.testing.rest.state import RestStore
+from blackbox_sync.testing.service import ServiceState
 
 API = "/api/v1"
 
-Handler = Callable[[web.Request, RestState, Any], Awaitable[Any]]
+Handler = Callable[[web.Request, RestStore, Any], Awaitable[Any]]
 
 # (method, path under /api/v1, handler, needs the API key)
 ROUTES = (
@@ -59,20 +62,16 @@ ROUTES = (
 )
 
 
-def add_routes(app: web.Application, emulator: Any) -> RestState:
-    """Register the REST endpoints on the emulator's app; returns (and sets) ``emulator.rest``."""
-    state = getattr(emulator, "rest", None)
-    if not isinstance(state, RestState):
-        state = RestState(emulator)
-        emulator.rest = state
-        # Finished WebSocket conversations become call results (and result webhooks), and the
-        # emulator's reset() clears the REST side too.
-        ended = getattr(emulator, "on_conversation_end", None)
-        if isinstance(ended, list):
-            ended.append(lambda record: record_conversation(state, record))
-        resets = getattr(emulator, "on_reset", None)
-        if isinstance(resets, list):
-            resets.append(state.reset)
+def rest_state(service: ServiceState) -> RestState:
+    """The REST fake's state over ``service``: finished WebSocket conversations become call
+    results (and result webhooks)."""
+    state = RestState(service)
+    service.on_conversation_end.append(lambda record: record_conversation(state, record))
+    return state
+
+
+def add_routes(app: web.Application, state: RestStore) -> None:
+    """Register the REST endpoints, answered from ``state``, on the emulator's app."""
     request_ids = itertools.count(1)
     for method, path, handler, auth in ROUTES:
         app.router.add_route(method, API + path, _wrap(state, handler, auth, request_ids))
@@ -81,7 +80,6 @@ def add_routes(app: web.Application, emulator: Any) -> RestState:
         state.shutdown()
 
     app.on_cleanup.append(stop)
-    return state
 
 
 def problem(
@@ -110,7 +108,7 @@ def problem(
 
 
 def _wrap(
-    state: RestState, handler: Handler, auth: bool, request_ids: "itertools.count[int]"
+    state: RestStore, handler: Handler, auth: bool, request_ids: "itertools.count[int]"
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def route(request: web.Request) -> web.StreamResponse:
         sub = request.path[len(API) :]
@@ -124,7 +122,7 @@ def _wrap(
 
 
 async def _answer(
-    state: RestState, handler: Handler, auth: bool, request: web.Request, sub: str
+    state: RestStore, handler: Handler, auth: bool, request: web.Request, sub: str
 ) -> Tuple[web.Response, Any]:
     """The response, and the request's JSON body for the journal."""
     data: Any = None
@@ -166,11 +164,11 @@ async def _answer(
     return web.json_response(result), data
 
 
-def _auth_problem(state: RestState, request: web.Request) -> Optional[web.Response]:
+def _auth_problem(state: RestStore, request: web.Request) -> Optional[web.Response]:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return problem(401, "Missing API key (Authorization: Bearer <key>)", instance=request.path)
-    if key.strip() not in (getattr(state.emulator, "api_keys", None) or ()):
+    if not state.service.api_key_valid(key.strip()):
         return problem(401, "Invalid API key", instance=request.path)
     return None

@@ -15,6 +15,7 @@ import attrs
 
 from blackbox_sync.protocol.codec import parse_timestamp, utcnow
 from blackbox_sync.testing.agents.scripted import (
+    Agent,
     AgentContext,
     CallTool,
     CallTools,
@@ -24,7 +25,7 @@ from blackbox_sync.testing.agents.scripted import (
     Turn,
 )
 from blackbox_sync.testing.rest.results import COMPLETED, deliver, finish
-from blackbox_sync.testing.rest.state import ORG_ID, RestState, now
+from blackbox_sync.testing.rest.state import ORG_ID, RestStore, now
 
 ACTIVE = "active"
 ENDED = "ended"
@@ -52,50 +53,20 @@ class ChatError(Exception):
         self.detail = detail
 
 
-def scripted_agent(state: RestState, agent_id: Optional[str]) -> Any:
+def scripted_agent(state: RestStore, agent_id: Optional[str]) -> Agent:
     """The scripted agent behind ``agent_id``: its own, else the emulator's default agent."""
-    agents = getattr(state.emulator, "agents", {}) or {}
-    return (
-        agents.get(agent_id)
-        if agent_id in agents
-        else getattr(state.emulator, "default_agent", None)
-    )
+    return state.service.agent_for(agent_id)
 
 
-def agent_known(state: RestState, agent_id: Any) -> bool:
+def agent_known(state: RestStore, agent_id: Any) -> bool:
     """True for an agent created over REST or scripted on the emulator."""
     return isinstance(agent_id, str) and (
-        agent_id in state.agents or agent_id in (getattr(state.emulator, "agents", {}) or {})
+        agent_id in state.agents or state.service.has_agent(agent_id)
     )
-
-
-def scripted_texts(
-    state: RestState, agent_id: Optional[str], *, call_id: str, data: Dict[str, Any]
-) -> List[str]:
-    """What the agent says first (its greeting), run synchronously; tools get no answer."""
-    agent = scripted_agent(state, agent_id)
-    if agent is None:
-        return []
-    context = AgentContext(
-        record_id=call_id, agent_id=agent_id, call_type="onPhone", additional_data=data
-    )
-    texts: List[str] = []
-    turn = agent.greet(context)
-    try:
-        step = next(turn)
-        while True:
-            if isinstance(step, Say) and not step.partial:
-                texts.append(step.text)
-            if isinstance(step, End):
-                break
-            step = turn.send(None)
-    except StopIteration:
-        pass
-    return texts
 
 
 async def run_turn(
-    state: RestState, turn: Turn, context: AgentContext, *, call_id: str
+    state: RestStore, turn: Turn, context: AgentContext, *, call_id: str
 ) -> Tuple[List[Dict[str, Any]], bool]:
     """Drive one agent turn; returns the new messages and whether the agent ended the chat."""
     messages: List[Dict[str, Any]] = []
@@ -126,7 +97,7 @@ async def run_turn(
             return messages, True
 
 
-async def _tool(state: RestState, step: CallTool, context: AgentContext, call_id: str) -> Any:
+async def _tool(state: RestStore, step: CallTool, context: AgentContext, call_id: str) -> Any:
     with state.lock:
         agent = state.agents.get(context.agent_id or "") or {}
         tools = (agent.get("config") or {}).get("tools") or []
@@ -154,7 +125,7 @@ async def _tool(state: RestState, step: CallTool, context: AgentContext, call_id
     }
 
 
-def _end(state: RestState, conv: ChatConversation, reason: str) -> None:
+def _end(state: RestStore, conv: ChatConversation, reason: str) -> None:
     """Make a chat final (lock held) and record its call result once."""
     session = conv.session
     if session["is_final"]:
@@ -174,7 +145,7 @@ def _end(state: RestState, conv: ChatConversation, reason: str) -> None:
     )
 
 
-def _expire(state: RestState, conv: ChatConversation) -> None:
+def _expire(state: RestStore, conv: ChatConversation) -> None:
     session = conv.session
     last = parse_timestamp(session["last_activity"])
     idle = None if last is None else (utcnow() - last).total_seconds()
@@ -185,7 +156,7 @@ def _expire(state: RestState, conv: ChatConversation) -> None:
 # --- stateful sessions ---------------------------------------------------------------------------
 
 
-async def open_chat(state: RestState, body: Dict[str, Any]) -> Dict[str, Any]:
+async def open_chat(state: RestStore, body: Dict[str, Any]) -> Dict[str, Any]:
     """``POST /chats``."""
     agent_id = body.get("agent_id")
     if not agent_known(state, agent_id):
@@ -228,7 +199,7 @@ async def open_chat(state: RestState, body: Dict[str, Any]) -> Dict[str, Any]:
     return _copy(session)
 
 
-def get_chat(state: RestState, chat_id: str) -> Dict[str, Any]:
+def get_chat(state: RestStore, chat_id: str) -> Dict[str, Any]:
     """``GET /chats/{id}``."""
     with state.lock:
         conv = _conv(state, chat_id)
@@ -236,7 +207,7 @@ def get_chat(state: RestState, chat_id: str) -> Dict[str, Any]:
         return _copy(conv.session)
 
 
-async def chat_message(state: RestState, chat_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
+async def chat_message(state: RestStore, chat_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
     """``POST /chats/{id}/messages``: one user turn (a repeated ``idempotency_key`` is answered
     from memory, not run again)."""
     content = body.get("content")
@@ -279,7 +250,7 @@ async def chat_message(state: RestState, chat_id: str, body: Dict[str, Any]) -> 
         return dict(answer)
 
 
-def end_chat(state: RestState, chat_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
+def end_chat(state: RestStore, chat_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
     """``POST /chats/{id}/end``: idempotent."""
     with state.lock:
         conv = _conv(state, chat_id)
@@ -289,7 +260,7 @@ def end_chat(state: RestState, chat_id: str, body: Dict[str, Any]) -> Dict[str, 
         return _copy(conv.session)
 
 
-def _conv(state: RestState, chat_id: str) -> ChatConversation:
+def _conv(state: RestStore, chat_id: str) -> ChatConversation:
     conv = state.chats.get(chat_id)
     if not isinstance(conv, ChatConversation):
         raise ChatError(404, f"Chat {chat_id} not found")
@@ -304,7 +275,7 @@ def _copy(session: Dict[str, Any]) -> Dict[str, Any]:
 # --- stateless completion ------------------------------------------------------------------------
 
 
-async def complete(state: RestState, body: Dict[str, Any]) -> Dict[str, Any]:
+async def complete(state: RestStore, body: Dict[str, Any]) -> Dict[str, Any]:
     """``POST /text-chat/completion``: the caller sends the transcript; ``state`` is our key."""
     agent_ref = body.get("agent")
     agent_id = agent_ref.get("id") if isinstance(agent_ref, dict) else None

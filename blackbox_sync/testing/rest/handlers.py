@@ -16,8 +16,9 @@ from aiohttp import web
 from blackbox_sync.protocol.codec import parse_timestamp
 from blackbox_sync.testing.agents.file import AgentFileError, agent_from_dict
 from blackbox_sync.testing.agents.scripted import ScriptedAgent
+from blackbox_sync.testing.records import TokenGrant
 from blackbox_sync.testing.rest import chat, results
-from blackbox_sync.testing.rest.state import ORG_ID, RestState, now
+from blackbox_sync.testing.rest.state import ORG_ID, RestStore, now
 
 Json = Any
 EMULATOR_SCRIPT_KEY = "emulatorAgent"
@@ -73,7 +74,7 @@ def _required(request: web.Request, name: str) -> str:
 # --- agents --------------------------------------------------------------------------------------
 
 
-async def list_agents(request: web.Request, state: RestState, _: Json) -> Json:
+async def list_agents(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /agents`` (skip/take)."""
     skip = _int_param(request, "skip", 0, 0, 1_000_000)
     take = _int_param(request, "take", 100, 1, 1000)
@@ -81,7 +82,7 @@ async def list_agents(request: web.Request, state: RestState, _: Json) -> Json:
         return list(state.agents.values())[skip : skip + take]
 
 
-def _agent(state: RestState, agent_id: str) -> Dict[str, Any]:
+def _agent(state: RestStore, agent_id: str) -> Dict[str, Any]:
     agent = state.agents.get(agent_id)
     if agent is None:
         raise Problem(404, f"Agent {agent_id} not found")
@@ -107,12 +108,12 @@ def _check_agent_body(body: Dict[str, Any]) -> Optional[ScriptedAgent]:
         raise Problem(400, f"config.{EMULATOR_SCRIPT_KEY}: {exc}") from None
 
 
-def _use_script(state: RestState, agent_id: str, script: Optional[ScriptedAgent]) -> None:
-    if script is not None and hasattr(state.emulator, "set_agent"):
-        state.emulator.set_agent(agent_id, script)
+def _use_script(state: RestStore, agent_id: str, script: Optional[ScriptedAgent]) -> None:
+    if script is not None:
+        state.service.set_agent(agent_id, script)
 
 
-async def create_agent(request: web.Request, state: RestState, data: Json) -> Json:
+async def create_agent(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /agents``."""
     body = _object(data)
     script = _check_agent_body(body)
@@ -136,13 +137,13 @@ async def create_agent(request: web.Request, state: RestState, data: Json) -> Js
     return agent
 
 
-async def get_agent(request: web.Request, state: RestState, _: Json) -> Json:
+async def get_agent(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /agents/{agentId}``."""
     with state.lock:
         return _agent(state, request.match_info["agentId"])
 
 
-async def put_agent(request: web.Request, state: RestState, data: Json) -> Json:
+async def put_agent(request: web.Request, state: RestStore, data: Json) -> Json:
     """``PUT /agents/{agentId}``: the whole object replaces the stored one; ``version`` + 1."""
     body = _object(data)
     script = _check_agent_body(body)
@@ -155,7 +156,7 @@ async def put_agent(request: web.Request, state: RestState, data: Json) -> Json:
     return agent
 
 
-async def delete_agent(request: web.Request, state: RestState, _: Json) -> Json:
+async def delete_agent(request: web.Request, state: RestStore, _: Json) -> Json:
     """``DELETE /agents/{agentId}`` (its call history stays)."""
     with state.lock:
         _agent(state, request.match_info["agentId"])
@@ -163,7 +164,7 @@ async def delete_agent(request: web.Request, state: RestState, _: Json) -> Json:
     return None
 
 
-async def agent_template(request: web.Request, state: RestState, _: Json) -> Json:
+async def agent_template(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /misc/agent-initial-data``: the defaults of the documented create-agent sample."""
     return {
         "name": "",
@@ -202,9 +203,9 @@ async def agent_template(request: web.Request, state: RestState, _: Json) -> Jso
     }
 
 
-async def concurrency(request: web.Request, state: RestState, _: Json) -> Json:
+async def concurrency(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /misc/concurrency``: running calls and WebSocket conversations against the limit."""
-    live = [c for c in getattr(state.emulator, "conversations", ()) if c.ended_at is None]
+    live = [c for c in state.service.conversations() if c.ended_at is None]
     with state.lock:
         calls = [c for c in state.calls.values() if c["status"] == results.RUNNING]
         return {"active": len(live) + len(calls), "concurrency": state.concurrency_limit}
@@ -213,14 +214,14 @@ async def concurrency(request: web.Request, state: RestState, _: Json) -> Json:
 # --- web integrations and tokens -----------------------------------------------------------------
 
 
-def _integration(state: RestState, integration_id: str) -> Dict[str, Any]:
+def _integration(state: RestStore, integration_id: str) -> Dict[str, Any]:
     found = state.integrations.get(integration_id)
     if found is None:
         raise Problem(404, f"Web integration {integration_id} not found")
     return found
 
 
-def _with_tokens(state: RestState, integration: Dict[str, Any]) -> Dict[str, Any]:
+def _with_tokens(state: RestStore, integration: Dict[str, Any]) -> Dict[str, Any]:
     # The token value is shown once, when minted; listings carry everything else.
     tokens = [
         {k: v for k, v in t.items() if k not in ("token", "integrationId")}
@@ -230,7 +231,7 @@ def _with_tokens(state: RestState, integration: Dict[str, Any]) -> Dict[str, Any
     return {**integration, "tokens": tokens}
 
 
-def _check_integration(state: RestState, body: Dict[str, Any]) -> None:
+def _check_integration(state: RestStore, body: Dict[str, Any]) -> None:
     if not isinstance(body.get("name"), str) or not _NAME.match(body["name"]):
         raise Problem(400, "name must be 1-100 characters of letters, digits, '-', '_' and spaces")
     if not chat.agent_known(state, body.get("agentId")):
@@ -246,35 +247,33 @@ def _check_integration(state: RestState, body: Dict[str, Any]) -> None:
             raise Problem(400, f"{key} must be an array of strings or null")
 
 
-def _grant(state: RestState, token: Dict[str, Any]) -> None:
+def _grant(state: RestStore, token: Dict[str, Any]) -> None:
     """Let the WebSocket side accept ``token`` with its integration's current settings."""
     integration = state.integrations[token["integrationId"]]
-    add_token = getattr(state.emulator, "add_token", None)
-    if add_token is None:
-        return
-    add_token(
+    grant = TokenGrant(
         token["token"],
-        integration["agentId"],
+        agent_id=integration["agentId"],
         enabled=bool(integration.get("enabled", True)),
         origins=integration.get("origins") or None,
         integration_id=integration["integrationId"],
         expires_at=parse_timestamp(token.get("expiresAt")),
     )
+    state.service.add_token(grant)
 
 
-async def list_integrations(request: web.Request, state: RestState, _: Json) -> Json:
+async def list_integrations(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /web-integrations``."""
     with state.lock:
         return [_with_tokens(state, i) for i in state.integrations.values()]
 
 
-async def get_integration(request: web.Request, state: RestState, _: Json) -> Json:
+async def get_integration(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /web-integrations/integration?integrationId=``."""
     with state.lock:
         return _with_tokens(state, _integration(state, _required(request, "integrationId")))
 
 
-async def create_integration(request: web.Request, state: RestState, data: Json) -> Json:
+async def create_integration(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /web-integrations``."""
     body = _object(data)
     _check_integration(state, body)
@@ -298,7 +297,7 @@ async def create_integration(request: web.Request, state: RestState, data: Json)
         return _with_tokens(state, integration)
 
 
-async def put_integration(request: web.Request, state: RestState, data: Json) -> Json:
+async def put_integration(request: web.Request, state: RestStore, data: Json) -> Json:
     """``PUT /web-integrations?integrationId=``: new settings apply to its tokens at once."""
     body = _object(data)
     with state.lock:
@@ -312,7 +311,7 @@ async def put_integration(request: web.Request, state: RestState, data: Json) ->
         return _with_tokens(state, integration)
 
 
-async def create_token(request: web.Request, state: RestState, data: Json) -> Json:
+async def create_token(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /web-integrations/{id}/tokens``: unique name (409), value shown once."""
     body = _object(data)
     name = body.get("name")
@@ -342,20 +341,18 @@ async def create_token(request: web.Request, state: RestState, data: Json) -> Js
         return {k: token[k] for k in ("tokenId", "token", "name", "createdAt", "expiresAt")}
 
 
-async def revoke_token(request: web.Request, state: RestState, _: Json) -> Json:
+async def revoke_token(request: web.Request, state: RestStore, _: Json) -> Json:
     """``DELETE /web-integrations/{id}/tokens/{tokenId}``."""
     with state.lock:
         token = state.tokens.get(request.match_info["tokenId"])
         if token is None or token["integrationId"] != request.match_info["integrationId"]:
             raise Problem(404, "Token not found")
         del state.tokens[token["tokenId"]]
-        remove = getattr(state.emulator, "remove_token", None)
-        if remove is not None:
-            remove(token["token"])
+        state.service.remove_token(token["token"])
     return None
 
 
-async def discover(request: web.Request, state: RestState, _: Json) -> Json:
+async def discover(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /web-integrations/discover?token=`` (public: no API key)."""
     value = _required(request, "token")
     with state.lock:
@@ -371,7 +368,7 @@ async def discover(request: web.Request, state: RestState, _: Json) -> Json:
 # --- calls and results ---------------------------------------------------------------------------
 
 
-def _call_request(state: RestState, item: Json, where: str) -> Dict[str, Any]:
+def _call_request(state: RestStore, item: Json, where: str) -> Dict[str, Any]:
     if not isinstance(item, dict):
         raise Problem(400, f"{where}: a call must be a JSON object")
     endpoint = item.get("endpoint")
@@ -382,14 +379,14 @@ def _call_request(state: RestState, item: Json, where: str) -> Dict[str, Any]:
     return item
 
 
-def _call_agent(request: web.Request, state: RestState) -> str:
+def _call_agent(request: web.Request, state: RestStore) -> str:
     agent_id = _required(request, "agentId")
     if not chat.agent_known(state, agent_id):
         raise Problem(404, f"Agent {agent_id} not found")
     return agent_id
 
 
-async def create_call(request: web.Request, state: RestState, data: Json) -> Json:
+async def create_call(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /calls?agentId=``."""
     agent_id = _call_agent(request, state)
     body = _call_request(state, data, "body")
@@ -397,7 +394,7 @@ async def create_call(request: web.Request, state: RestState, data: Json) -> Jso
         return results.new_call(state, agent_id, body)
 
 
-async def create_calls(request: web.Request, state: RestState, data: Json) -> Json:
+async def create_calls(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /calls/bulk?agentId=`` with a JSON array."""
     agent_id = _call_agent(request, state)
     if not isinstance(data, list):
@@ -407,20 +404,20 @@ async def create_calls(request: web.Request, state: RestState, data: Json) -> Js
         return [results.new_call(state, agent_id, item) for item in items]
 
 
-def _call(state: RestState, call_id: str) -> Dict[str, Any]:
+def _call(state: RestStore, call_id: str) -> Dict[str, Any]:
     call = state.calls.get(call_id)
     if call is None:
         raise Problem(404, f"Call {call_id} not found")
     return call
 
 
-async def get_call(request: web.Request, state: RestState, _: Json) -> Json:
+async def get_call(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /calls/{callId}``."""
     with state.lock:
         return _call(state, request.match_info["callId"])
 
 
-async def cancel_call(request: web.Request, state: RestState, _: Json) -> Json:
+async def cancel_call(request: web.Request, state: RestStore, _: Json) -> Json:
     """``DELETE /calls/{callId}``: only a call that has not started."""
     with state.lock:
         call = _call(state, request.match_info["callId"])
@@ -431,7 +428,7 @@ async def cancel_call(request: web.Request, state: RestState, _: Json) -> Json:
 
 
 def _filter_calls(
-    request: web.Request, state: RestState, statuses: List[str]
+    request: web.Request, state: RestStore, statuses: List[str]
 ) -> List[Dict[str, Any]]:
     agent_id = request.query.get("agentId")
     start = parse_timestamp(request.query.get("fromDate"))
@@ -449,7 +446,7 @@ def _filter_calls(
     return out
 
 
-async def call_queue(request: web.Request, state: RestState, _: Json) -> Json:
+async def call_queue(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /calls/queue/list``: calls not finished yet, unless ``status`` says otherwise."""
     skip = _int_param(request, "skip", 0, 0, 1_000_000)
     take = _int_param(request, "take", 20, 1, 1000)
@@ -463,7 +460,7 @@ async def call_queue(request: web.Request, state: RestState, _: Json) -> Json:
         return {"calls": calls[skip : skip + take], "total": len(calls)}
 
 
-async def call_statistics(request: web.Request, state: RestState, _: Json) -> Json:
+async def call_statistics(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /calls/statistics/statuses``."""
     with state.lock:
         counts = dict.fromkeys(results.KNOWN_STATUSES, 0)
@@ -472,7 +469,7 @@ async def call_statistics(request: web.Request, state: RestState, _: Json) -> Js
         return {"statuses": counts}
 
 
-async def search_results(request: web.Request, state: RestState, data: Json) -> Json:
+async def search_results(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /callresults/search``."""
     try:
         return results.search(state, _object(data if data is not None else {}))
@@ -483,7 +480,7 @@ async def search_results(request: web.Request, state: RestState, data: Json) -> 
 # --- webhooks test, MCP, chats -------------------------------------------------------------------
 
 
-async def test_webhook(request: web.Request, state: RestState, data: Json) -> Json:
+async def test_webhook(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /webhooks/test``: POST a sample payload once and report what came back."""
     body = _object(data)
     hook = body.get("webHook") or {}
@@ -523,7 +520,7 @@ def _phrase(status: Any) -> Optional[str]:
         return None
 
 
-async def verify_mcp(request: web.Request, state: RestState, data: Json) -> Json:
+async def verify_mcp(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /mcp/verify``: servers listed in ``state.mcp_servers`` are reachable."""
     body = _object(data)
     if not body.get("name") or not body.get("serverUrl"):
@@ -544,27 +541,27 @@ async def verify_mcp(request: web.Request, state: RestState, data: Json) -> Json
     }
 
 
-async def text_chat_completion(request: web.Request, state: RestState, data: Json) -> Json:
+async def text_chat_completion(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /text-chat/completion``."""
     return await chat.complete(state, _object(data))
 
 
-async def open_chat(request: web.Request, state: RestState, data: Json) -> Json:
+async def open_chat(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /chats``."""
     return await chat.open_chat(state, _object(data))
 
 
-async def get_chat(request: web.Request, state: RestState, _: Json) -> Json:
+async def get_chat(request: web.Request, state: RestStore, _: Json) -> Json:
     """``GET /chats/{chatId}``."""
     return chat.get_chat(state, request.match_info["chatId"])
 
 
-async def chat_message(request: web.Request, state: RestState, data: Json) -> Json:
+async def chat_message(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /chats/{chatId}/messages``."""
     return await chat.chat_message(state, request.match_info["chatId"], _object(data))
 
 
-async def end_chat(request: web.Request, state: RestState, data: Json) -> Json:
+async def end_chat(request: web.Request, state: RestStore, data: Json) -> Json:
     """``POST /chats/{chatId}/end``."""
     return chat.end_chat(
         state, request.match_info["chatId"], data if isinstance(data, dict) else {}

@@ -14,7 +14,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import aiohttp
 
 from blackbox_sync.protocol.codec import format_timestamp, parse_timestamp, utcnow
-from blackbox_sync.testing.rest.state import ORG_ID, RestState, WebhookDelivery, now
+from blackbox_sync.testing.agents.scripted import AgentContext, End, Say
+from blackbox_sync.testing.rest.state import ORG_ID, RestStore, WebhookDelivery, now
 
 QUEUED = "Queued"
 RUNNING = "Running"
@@ -35,7 +36,7 @@ _WEBHOOK_TYPES = {
 
 
 def webhook_target(
-    state: RestState, agent_id: Optional[str]
+    state: RestStore, agent_id: Optional[str]
 ) -> Optional[Tuple[str, Dict[str, str]]]:
     """Where results of ``agent_id`` go: ``state.webhook_url``, else the agent's result webhook."""
     agent = state.agents.get(agent_id or "") or {}
@@ -49,7 +50,7 @@ def webhook_target(
 
 
 async def deliver(
-    state: RestState, url: str, payload: Dict[str, Any], headers: Optional[Dict[str, str]] = None
+    state: RestStore, url: str, payload: Dict[str, Any], headers: Optional[Dict[str, str]] = None
 ) -> WebhookDelivery:
     """POST ``payload`` to ``url``; retry on 5xx, timeouts and refused connections, as live."""
     record = WebhookDelivery(url, payload)
@@ -75,7 +76,7 @@ async def deliver(
 
 
 async def post_once(
-    state: RestState, url: str, payload: Dict[str, Any], headers: Dict[str, str]
+    state: RestStore, url: str, payload: Dict[str, Any], headers: Dict[str, str]
 ) -> Tuple[Union[int, str], Any]:
     """One POST, no retry (``/webhooks/test``): the status (or error name) and the answer."""
     timeout = aiohttp.ClientTimeout(total=state.webhook_timeout)
@@ -101,7 +102,7 @@ async def _post(
 
 
 def finish(
-    state: RestState,
+    state: RestStore,
     *,
     call_id: str,
     agent_id: Optional[str],
@@ -144,7 +145,7 @@ def finish(
         "transcription": entries,
         "serverJobId": call_id,
         "errorMessage": error_message,
-        "inspectorUrl": f"{getattr(state.emulator, 'base_url', '')}/inspector/{call_id}",
+        "inspectorUrl": f"{state.service.base_url}/inspector/{call_id}",
         "recordingUrl": None,
         "score": None,
         "highlights": {},
@@ -155,7 +156,7 @@ def finish(
     return record
 
 
-def send_result_webhook(state: RestState, record: Dict[str, Any]) -> None:
+def send_result_webhook(state: RestStore, record: Dict[str, Any]) -> None:
     """Send the Completed/Failed/CallDeadLine webhook for a call result, if one is configured."""
     target = webhook_target(state, record.get("agentId"))
     kind = _WEBHOOK_TYPES.get(str(record.get("callStatus")))
@@ -190,7 +191,7 @@ def send_result_webhook(state: RestState, record: Dict[str, Any]) -> None:
     state.spawn(deliver(state, url, payload, headers))
 
 
-def record_conversation(state: RestState, conversation: Any) -> None:
+def record_conversation(state: RestStore, conversation: Any) -> None:
     """Turn a finished WebSocket conversation (a ``ConversationRecord``) into a call result."""
     with state.lock:
         if conversation.record_id in state.recorded_conversations:
@@ -205,17 +206,17 @@ def record_conversation(state: RestState, conversation: Any) -> None:
             status=FAILED if conversation.status == FAILED else COMPLETED,
             created=format_timestamp(conversation.started_at),
             completed=format_timestamp(ended),
-            endpoint=getattr(conversation, "endpoint", None),
+            endpoint=conversation.endpoint,
             additional_data=conversation.additional_data,
             transcript=conversation.transcript,
             finish_reason=conversation.ended_by,
-            error_message=getattr(conversation, "error_message", None),
+            error_message=conversation.error_message,
         )
 
 
-def sync_conversations(state: RestState) -> None:
+def sync_conversations(state: RestStore) -> None:
     """Record every ended WebSocket conversation not recorded yet (before a search reads)."""
-    for conversation in list(getattr(state.emulator, "conversations", ())):
+    for conversation in state.service.conversations():
         if conversation.ended_at is not None and conversation.status != RUNNING:
             record_conversation(state, conversation)
 
@@ -228,7 +229,7 @@ def _seconds_between(start: str, end: str) -> Optional[float]:
 # --- scheduled calls -----------------------------------------------------------------------------
 
 
-def new_call(state: RestState, agent_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
+def new_call(state: RestStore, agent_id: str, body: Dict[str, Any]) -> Dict[str, Any]:
     """Queue a call (lock held) and start moving it through its statuses."""
     call_id = state.new_id("call")
     created = now()
@@ -255,7 +256,7 @@ def new_call(state: RestState, agent_id: str, body: Dict[str, Any]) -> Dict[str,
     return call
 
 
-async def _progress(state: RestState, call_id: str, step: float) -> None:
+async def _progress(state: RestStore, call_id: str, step: float) -> None:
     # The timed walk takes the same steps a test takes by hand with advance_call(); it leaves
     # alone a call that a test (or a cancel) has moved in the meantime.
     await asyncio.sleep(step)
@@ -270,7 +271,7 @@ async def _progress(state: RestState, call_id: str, step: float) -> None:
             advance_call(state, call_id)
 
 
-def advance_call(state: RestState, call_id: str) -> str:
+def advance_call(state: RestStore, call_id: str) -> str:
     """Move a scheduled call one status on and return the new status. Any thread.
 
     Queued (or Created, Pending) → Running, or → Canceled with the deadline webhook when its
@@ -293,7 +294,7 @@ def advance_call(state: RestState, call_id: str) -> str:
 
 
 def complete_call(
-    state: RestState,
+    state: RestStore,
     call_id: str,
     *,
     status: str = COMPLETED,
@@ -307,7 +308,7 @@ def complete_call(
         call["status"] = status
         call["recordId"] = call_id
         call["completedTime"] = now()
-        call["inspectorUrl"] = f"{getattr(state.emulator, 'base_url', '')}/inspector/{call_id}"
+        call["inspectorUrl"] = f"{state.service.base_url}/inspector/{call_id}"
         lines = transcript if transcript is not None else _greeting(state, call)
         return finish(
             state,
@@ -326,7 +327,7 @@ def complete_call(
         )
 
 
-def cancel_call(state: RestState, call_id: str) -> Dict[str, Any]:
+def cancel_call(state: RestStore, call_id: str) -> Dict[str, Any]:
     """Cancel a queued call (lock held): status Canceled and the deadline webhook, as live."""
     call = state.calls[call_id]
     call["status"] = CANCELED
@@ -349,10 +350,8 @@ def cancel_call(state: RestState, call_id: str) -> Dict[str, Any]:
     return call
 
 
-def _greeting(state: RestState, call: Dict[str, Any]) -> List[Tuple[str, str]]:
+def _greeting(state: RestStore, call: Dict[str, Any]) -> List[Tuple[str, str]]:
     # A phone call cannot be emulated, but its transcript can start like the agent would.
-    from blackbox_sync.testing.rest.chat import scripted_texts
-
     texts = scripted_texts(
         state, call["agentId"], call_id=call["callId"], data=call["additionalData"]
     )
@@ -362,7 +361,7 @@ def _greeting(state: RestState, call: Dict[str, Any]) -> List[Tuple[str, str]]:
 # --- search --------------------------------------------------------------------------------------
 
 
-def search(state: RestState, criteria: Dict[str, Any]) -> Dict[str, Any]:
+def search(state: RestStore, criteria: Dict[str, Any]) -> Dict[str, Any]:
     """``POST /callresults/search`` over the stored results (raises ``ValueError`` on bad input)."""
     started = utcnow()
     page = criteria.get("page", 0)
@@ -451,3 +450,26 @@ def _aggregations(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         "dateHistogram": [{"date": f"{d}T00:00:00Z", "count": n} for d, n in sorted(days.items())],
         "customAggregations": {},
     }
+
+
+def scripted_texts(
+    state: RestStore, agent_id: Optional[str], *, call_id: str, data: Dict[str, Any]
+) -> List[str]:
+    """What the agent says first (its greeting), run synchronously; tools get no answer."""
+    agent = state.service.agent_for(agent_id)
+    context = AgentContext(
+        record_id=call_id, agent_id=agent_id, call_type="onPhone", additional_data=data
+    )
+    texts: List[str] = []
+    turn = agent.greet(context)
+    try:
+        step = next(turn)
+        while True:
+            if isinstance(step, Say) and not step.partial:
+                texts.append(step.text)
+            if isinstance(step, End):
+                break
+            step = turn.send(None)
+    except StopIteration:
+        pass
+    return texts

@@ -1,9 +1,11 @@
 """The emulator's REST state: in-memory objects, injected faults, a request journal, controls.
 
-One :class:`RestState` lives on the emulator as ``emulator.rest``. Objects are stored in their wire
-form (camelCase dicts, snake_case for chats), so what a test seeds is exactly what the client
-reads. Handlers run on the emulator's loop thread, tests call the control methods from theirs:
-every access holds :attr:`RestState.lock`, and waits use its condition, never sleeps.
+One :class:`RestStore` (as :class:`~.control.RestState`) lives on the emulator as
+``emulator.rest``, on top of the emulator's :class:`~blackbox_sync.testing.service.ServiceState`
+(the tokens, agents and conversations it shares with the WebSocket side). Objects are stored in
+their wire form (camelCase dicts, snake_case for chats), so what a test seeds is exactly what
+the client reads. Handlers run on the emulator's loop thread, tests call the control methods
+from theirs: every access holds :attr:`RestStore.lock`, and waits use its condition, never sleeps.
 """
 
 import asyncio
@@ -12,12 +14,13 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, Union
 
 import attrs
 
 from blackbox_sync.protocol.codec import format_timestamp, utcnow
 from blackbox_sync.redact import redact_url
+from blackbox_sync.testing.service import ServiceState
 
 log = logging.getLogger("blackbox_sync.testing.rest")
 
@@ -34,7 +37,7 @@ class RestFault:
     """An injected answer: the next matching requests get ``status`` (a ProblemDetails body).
 
     ``path`` is a prefix of the path under ``/api/v1`` (``"/agents"``), ``method`` an HTTP method;
-    ``None`` matches any. ``times`` ``None`` means until :meth:`RestState.clear_faults`.
+    ``None`` matches any. ``times`` ``None`` means until :meth:`RestStore.clear_faults`.
     ``retry_after`` is sent as the ``Retry-After`` header (fractions are allowed here so tests
     stay fast; the live service sends whole seconds). ``delay`` waits before answering; with
     ``status=None`` the request then proceeds normally (a slow service). ``processed=True``
@@ -96,8 +99,10 @@ class WebhookDelivery:
         return any(isinstance(s, int) and 200 <= s < 300 for s in self.statuses)
 
 
-class RestState:
+class RestStore:
     """Everything the REST emulator knows; see the module docstring for the threading rule.
+
+    The handlers work on it; :class:`~.control.RestState` adds the calls' test controls.
 
     Settings tests may change: ``call_step_seconds`` (seconds a scheduled call spends queued and
     then running; ``None`` = calls move only through :meth:`advance_call` and
@@ -108,8 +113,8 @@ class RestState:
     ``concurrency_limit`` (what ``/misc/concurrency`` reports).
     """
 
-    def __init__(self, emulator: Any) -> None:
-        self.emulator = emulator
+    def __init__(self, service: ServiceState) -> None:
+        self.service = service
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._tasks: Set[Future[Any]] = set()
@@ -222,49 +227,6 @@ class RestState:
         with self.lock:
             return list(self.webhooks)
 
-    def complete_call(self, call_id: str, **outcome: Any) -> Dict[str, Any]:
-        """End scheduled call ``call_id`` now (``status=``, ``transcript=[(speaker, text)]``,
-        ``error_message=``, ``result=``): it becomes a call result and fires the result webhook."""
-        from blackbox_sync.testing.rest import results as rest_results  # imports this module
-
-        return rest_results.complete_call(self, call_id, **outcome)
-
-    def advance_call(self, call_id: str) -> str:
-        """Move scheduled call ``call_id`` one status on (Queued → Running → Completed) and
-        return its new status: with ``call_step_seconds = None`` a test walks a call through
-        each status and looks at it in between, with no timing involved."""
-        from blackbox_sync.testing.rest import results as rest_results
-
-        return rest_results.advance_call(self, call_id)
-
-    def add_call_result(
-        self,
-        agent_id: str = "agent-seeded",
-        *,
-        status: str = "Completed",
-        call_type: str = "chat",
-        transcript: Sequence[Tuple[str, str]] = (),
-        additional_data: Optional[Dict[str, Any]] = None,
-        endpoint: Optional[str] = None,
-        call_id: Optional[str] = None,
-        created: Optional[str] = None,
-    ) -> Dict[str, Any]:
-        """Seed one call result (for search and paging tests); returns its wire dict."""
-        from blackbox_sync.testing.rest import results as rest_results
-
-        with self.lock:
-            return rest_results.finish(
-                self,
-                call_id=call_id or self.new_id("call"),
-                agent_id=agent_id,
-                call_type=call_type,
-                status=status,
-                created=created or now(),
-                endpoint=endpoint,
-                additional_data=additional_data,
-                transcript=transcript,
-            )
-
     # --- helpers for the handlers ----------------------------------------------------------------
 
     def new_id(self, prefix: str) -> str:
@@ -292,7 +254,7 @@ class RestState:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the emulator's loop, from any thread; reset cancels it."""
-        loop: asyncio.AbstractEventLoop = self.emulator.loop
+        loop = self.service.running_loop()
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         with self.lock:
             self._tasks.add(future)

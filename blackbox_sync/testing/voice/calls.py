@@ -197,14 +197,16 @@ class EmulatorVoice:
 
     # --- used by the voice session on the emulator's loop ---------------------------------------
 
-    def _new_call(self, record_id: str) -> _LiveCall:
+    def open_call(self, record_id: str) -> _LiveCall:
+        """File the call of conversation ``record_id`` (for :attr:`calls`)."""
         call = _LiveCall(record_id=record_id)
         with self.changed:
             self._calls.append(call)
             self.changed.notify_all()
         return call
 
-    def _text_for(self, pcm: bytes) -> str:
+    def text_for(self, pcm: bytes) -> str:
+        """What the user said in ``pcm``, as :attr:`transcribe` tells (a placeholder if not)."""
         transcribe = self.transcribe
         if callable(transcribe):
             return transcribe(pcm)
@@ -215,7 +217,8 @@ class EmulatorVoice:
                 return transcribe[index]
         return f"(user audio {len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH):.1f} s)"
 
-    def _addresses(self, host: str) -> Optional[Sequence[str]]:
+    def addresses_for(self, host: str) -> Optional[Sequence[str]]:
+        """The ICE host addresses for an emulator on ``host`` (None: aiortc's own choice)."""
         if self.ice_addresses is not None:
             return self.ice_addresses
         try:

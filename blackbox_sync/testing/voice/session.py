@@ -1,29 +1,51 @@
-"""The emulator's side of one voice call: an aiortc peer on the emulator's loop (see voice.py).
+"""The emulator's side of one voice call: an aiortc peer on the emulator's loop (see calls.py).
 
-Created by :class:`~.ws_session.WsSession` for a ``webCall`` when the emulator has ``voice``
-set; every method runs on the emulator's loop thread. aiortc encodes in the loop's default
-executor, so while calls run the emulator has a few more threads; the emulator joins them when
-it stops.
+Created by :class:`~blackbox_sync.testing.ws.session.WsSession` for a ``webCall`` when the
+emulator has ``voice`` set; every method runs on the emulator's loop thread. aiortc encodes in
+the loop's default executor, so while calls run the emulator has a few more threads; the
+emulator joins them when it stops.
 """
 
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, List, Optional, Protocol, Tuple
 
 import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from blackbox_sync.protocol.messages import SdpInvite
+from blackbox_sync.protocol.messages import Message, SdpInvite
+from blackbox_sync.testing.agents.scripted import AgentContext
+from blackbox_sync.testing.records import ConversationRecord
 from blackbox_sync.testing.voice.calls import EmulatorVoice, Spoken, Utterance
 from blackbox_sync.voice import ice as _ice
 from blackbox_sync.voice import sdp
 from blackbox_sync.voice.audio import SAMPLE_RATE, SAMPLE_WIDTH, level_dbfs
 from blackbox_sync.voice.media import FRAME_BYTES, FrameReader, PacedTrack, place, prefer_g711
 
-if TYPE_CHECKING:
-    from blackbox_sync.testing.ws.session import WsSession
+
+class VoiceHost(Protocol):
+    """What a voice call needs of its connection: a
+    :class:`~blackbox_sync.testing.ws.session.WsSession` (a protocol, so that this module does
+    not import the session back)."""
+
+    @property
+    def record(self) -> Optional[ConversationRecord]: ...
+
+    @property
+    def context(self) -> Optional[AgentContext]: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def ending(self) -> "Optional[asyncio.Future[None]]": ...
+
+    async def send(self, message: Message) -> bool: ...
+
+    async def user_message(self, text: str) -> None: ...
+
 
 log = logging.getLogger("blackbox_sync.testing")
 
@@ -31,13 +53,14 @@ NATIVE_PROFILE = "UDP/TLS/RTP/SAVPF"
 
 
 class VoiceSession:
-    """One WebRTC call between the emulator and a client, tied to a :class:`WsSession`."""
+    """One WebRTC call between the emulator and a client, tied to its connection
+    (a :class:`VoiceHost`)."""
 
-    def __init__(self, session: "WsSession", config: EmulatorVoice) -> None:
+    def __init__(self, session: VoiceHost, config: EmulatorVoice) -> None:
         assert session.record is not None
         self.session = session
         self.config = config
-        self.call = config._new_call(session.record.record_id)
+        self.call = config.open_call(session.record.record_id)
         self.pc = RTCPeerConnection()
         self.connected = asyncio.Event()
         self._mids: List[str] = []
@@ -55,7 +78,7 @@ class VoiceSession:
 
     async def offer(self) -> None:
         """Gather, then send the complete offer as ``sdpInvite`` (``data.invite``, as live)."""
-        _ice.restrict(self.config._addresses(self.session.emulator.host))
+        _ice.restrict(self.config.addresses_for(self.session.host))
         self.pc.on("connectionstatechange", self._state_changed)
         self.pc.on("track", self._on_track)
         self.pc.addTransceiver(PacedTrack(self._pull), direction="sendrecv")
@@ -70,7 +93,7 @@ class VoiceSession:
         with self.config.changed:
             self.call.offer = offer
             self.config.changed.notify_all()
-        await self.session._send(SdpInvite(sdp=offer))
+        await self.session.send(SdpInvite(sdp=offer))
 
     def answered(self, answer: str) -> None:
         """The client's ``sdpAnswer`` arrived (reader task): apply it without blocking it."""
@@ -200,12 +223,12 @@ class VoiceSession:
     async def _utterance(self, start: int, end: int) -> None:
         with self.config.changed:
             pcm = bytes(self.call.received[start * SAMPLE_WIDTH : end * SAMPLE_WIDTH])
-        text = self.config._text_for(pcm)
+        text = self.config.text_for(pcm)
         with self.config.changed:
             self.call.utterances.append(Utterance(start=start, end=end, text=text))
             self.config.changed.notify_all()
         if self.session.ending is None:
-            await self.session._user_message(text)
+            await self.session.user_message(text)
 
     # --- the end ---------------------------------------------------------------------------------
 

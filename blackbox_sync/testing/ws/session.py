@@ -46,9 +46,8 @@ import asyncio
 import functools
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
 
-import attrs
 from aiohttp import WSMsgType, web
 
 from blackbox_sync.errors import ProtocolError
@@ -84,10 +83,11 @@ from blackbox_sync.testing.agents.scripted import (
 )
 from blackbox_sync.testing.faults.engine import until_transport_closed
 from blackbox_sync.testing.options import EmulatorOptions
-from blackbox_sync.testing.records import COMPLETED, FAILED, ConversationRecord, TokenGrant
+from blackbox_sync.testing.records import COMPLETED, FAILED, ConversationRecord, parse_frame
+from blackbox_sync.testing.service import InitInfo, ServiceState
+from blackbox_sync.testing.voice.calls import EmulatorVoice
 
 if TYPE_CHECKING:
-    from blackbox_sync.testing.emulator import Emulator
     from blackbox_sync.testing.voice.session import VoiceSession
 
 log = logging.getLogger("blackbox_sync.testing")
@@ -129,16 +129,6 @@ FAKE_SDP_OFFER = "\r\n".join(
 )
 
 
-@attrs.frozen
-class InitInfo:
-    """What a valid ``initialize`` asked for."""
-
-    call_type: str
-    additional_data: Dict[str, Any]
-    endpoint: Optional[str]
-    agent_id: Optional[str]
-
-
 class _Reject(Exception):
     """An ``initialize`` that cannot start a conversation, and how to answer it."""
 
@@ -149,14 +139,30 @@ class _Reject(Exception):
 
 
 class WsSession:
-    """The server side of one WebSocket; created by the emulator for each upgrade request."""
+    """The server side of one WebSocket; created by the emulator for each upgrade request.
 
-    def __init__(self, emulator: "Emulator", request: web.Request, *, dev: bool) -> None:
-        self.emulator = emulator
+    ``service`` is the emulator's state; ``host`` the address it listens on and ``voice`` its
+    voice mode (``None``: a fake offer, no media); ``on_open`` is told once the upgrade is done.
+    """
+
+    def __init__(
+        self,
+        service: ServiceState,
+        request: web.Request,
+        *,
+        dev: bool,
+        host: str,
+        voice: Optional[EmulatorVoice],
+        on_open: Callable[["WsSession"], None],
+    ) -> None:
+        self.service = service
         self.request = request
         self.dev = dev
-        self.options: EmulatorOptions = emulator.options_snapshot()
-        self.connection_id = emulator._accept_connection()
+        self.host = host
+        self.voice_mode = voice
+        self._on_open = on_open
+        self.options: EmulatorOptions = service.options_snapshot()
+        self.connection_id = service.accept_connection()
         self.ws = web.WebSocketResponse(
             timeout=self.options.close_timeout,
             # Pings and the close handshake are answered by hand, so a Stall fault can not.
@@ -171,7 +177,8 @@ class WsSession:
         self.context: Optional[AgentContext] = None
         self.ending: Optional[asyncio.Future[None]] = None
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
-        self._send_lock = asyncio.Lock()
+        self.send_lock = asyncio.Lock()
+        """Held while a frame is written, so that frames never interleave."""
         self._worker: Optional[asyncio.Task[None]] = None
         self._tools: Dict[str, asyncio.Future[Any]] = {}
         self._dropped = False
@@ -189,21 +196,21 @@ class WsSession:
 
     async def run(self) -> web.StreamResponse:
         """Serve the connection until it closes; the aiohttp handler returns this."""
-        refused = await self.emulator.faults.handshake(self)
+        refused = await self.service.faults.handshake(self)
         if refused is not None:
-            self.emulator._session_closed(self, None)
+            self.service.connection_closed(self.connection_id, self.record, None)
             self.closed.set()
             return refused
         _watch_masking(self.request, self._unmasked)
         await self.ws.prepare(self.request)
         log.debug("connection %d opened: %s", self.connection_id, redact_url(str(self.request.url)))
-        self.emulator._session_opened(self)
+        self._on_open(self)
         try:
             refusal = self._check_credentials()
             if refusal is not None:
                 self.end("refused", error_frame=refusal, close_code=CLOSE_POLICY)
             else:
-                await self.emulator.faults.opened(self)
+                await self.service.faults.opened(self)
             await self._read_loop()
         except Exception:  # an emulator bug: keep the server alive, say so loudly
             log.exception("emulator connection %d failed", self.connection_id)
@@ -214,9 +221,9 @@ class WsSession:
             try:
                 await asyncio.shield(self.ending)
             except asyncio.CancelledError:  # the server is going down: don't linger
-                self._drop()
+                self.drop()
             code = CLOSE_ABNORMAL if self._dropped else self._close_code or self.ws.close_code
-            self.emulator._session_closed(self, code)
+            self.service.connection_closed(self.connection_id, self.record, code)
             self.closed.set()
         return self.ws
 
@@ -241,7 +248,7 @@ class WsSession:
         if self.ending is not None:
             return
         if drop or self.stalled:
-            self._drop()
+            self.drop()
         self.ending = asyncio.ensure_future(
             self._end(
                 ended_by,
@@ -272,19 +279,19 @@ class WsSession:
             waiter.cancel()
         record = self.record
         if record is not None:
-            snapshot = self.emulator._conversation_ended(record, status, ended_by, error_message)
+            snapshot = self.service.conversation_ended(record, status, ended_by, error_message)
             # Callbacks (the REST side's call results) run before the client hears the end,
             # so a client that reacts to conversationResult finds the results already there.
-            await self.emulator._run_end_callbacks(snapshot)
+            await self.service.run_end_callbacks(snapshot)
         if error_frame is not None:
-            await self._send(_error(error_frame))
+            await self.send(_error(error_frame))
         if record is not None and send_result:
-            await self._send(_result_message(snapshot))
-            await self._send(_closed_event(snapshot))
+            await self.send(_result_message(snapshot))
+            await self.send(_closed_event(snapshot))
         voice = record is not None and record.call_type == "webCall"
         normal_end = ended_by in ("agent", "client_terminate")
         if voice and normal_end and self.options.voice_end_drops_connection:
-            self._drop()  # live voice calls end with 1006
+            self.drop()  # live voice calls end with 1006
         if not self._dropped and not self.ws.closed:
             self._close_code = close_code
             try:
@@ -292,7 +299,12 @@ class WsSession:
             except (ConnectionError, RuntimeError):  # the peer is already gone
                 pass
 
-    def _drop(self) -> None:
+    @property
+    def dropped(self) -> bool:
+        """True once the TCP connection was cut (see :meth:`drop`)."""
+        return self._dropped
+
+    def drop(self) -> None:
         """Cut the TCP connection without a close frame (the client sees 1006)."""
         if self._dropped:
             return
@@ -339,7 +351,7 @@ class WsSession:
                 return
 
     async def _on_frame(self, payload: Union[str, bytes]) -> None:
-        data, kind = _parse(payload)
+        data, kind = parse_frame(payload)
         size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
         too_large = size > self.options.max_message_size
         opened = False
@@ -350,10 +362,10 @@ class WsSession:
                 opened = True
             except _Reject as exc:
                 reject = exc
-        self.emulator._record_frame(self, "client", payload, data, kind)
+        self.record_frame("client", payload, data, kind)
         if self.ending is not None or self.stalled:
             return  # frames after the end are recorded, not answered
-        if await self.emulator.faults.client_frame(self, kind):
+        if await self.service.faults.client_frame(self, kind):
             return
         if too_large:
             self._protocol_error(TOO_LARGE, CLOSE_TOO_BIG)
@@ -368,7 +380,7 @@ class WsSession:
         elif kind == "initialize":
             self._protocol_error(MULTIPLE_INIT, CLOSE_POLICY)
         elif kind is None:
-            await self._send(_error(INVALID_FORMAT))
+            await self.send(_error(INVALID_FORMAT))
         else:
             await self._dispatch(kind, data, payload)
 
@@ -385,7 +397,7 @@ class WsSession:
                     None, CLOSE_INVALID_PAYLOAD, "incomingChatMessage: content must be a string"
                 )
                 return
-            await self._user_message(data["content"])
+            await self.user_message(data["content"])
         elif kind in ("websocketToolResponse", "sdpAnswer"):
             if "channelId" not in data:
                 self._protocol_error(None, CLOSE_INVALID_PAYLOAD, f"{kind}: channelId is required")
@@ -402,16 +414,16 @@ class WsSession:
         elif kind == "terminate":
             self.end("client_terminate")
         else:
-            await self._send(_error(f"Unknown message type: {kind}"))
+            await self.send(_error(f"Unknown message type: {kind}"))
 
     # --- starting --------------------------------------------------------------------------------
 
     def _check_credentials(self) -> Optional[str]:
         query = self.request.query
         if self.dev:
-            return self.emulator._check_api_key(query.get("authorization"))
+            return self.service.check_api_key(query.get("authorization"))
         token = query.get("token")
-        refusal = self.emulator._check_token(token, self.request.headers.get("Origin"))
+        refusal = self.service.check_token(token, self.request.headers.get("Origin"))
         if refusal is None:
             self.token = token
         return refusal
@@ -445,7 +457,7 @@ class WsSession:
             call_type = message.request.call_type
             extra = message.request.additional_data
             endpoint = message.request.endpoint
-            grant = self.emulator._grant(self.token)
+            grant = self.service.grant(self.token)
             agent_id = grant.agent_id if grant is not None else None
         if not isinstance(call_type, str) or call_type not in CALL_TYPES:
             raise _Reject(CLOSE_INVALID_PAYLOAD, f"initialize: unknown callType {call_type!r}")
@@ -454,8 +466,9 @@ class WsSession:
         )
 
     def _open(self, info: InitInfo) -> None:
-        grant: Optional[TokenGrant] = None if self.dev else self.emulator._grant(self.token)
-        self.record, self.agent = self.emulator._open_conversation(self, info, grant)
+        self.record, self.agent = self.service.open_conversation(
+            info, token=self.token, dev=self.dev
+        )
         self.context = AgentContext(
             record_id=self.record.record_id,
             agent_id=info.agent_id,
@@ -466,26 +479,27 @@ class WsSession:
     async def _start_conversation(self) -> None:
         assert self.record is not None
         data = dict.fromkeys(self.options.connection_id_keys, self.record.record_id)
-        await self._send(Event(name=LooseStr("connection"), data=data))
+        await self.send(Event(name=LooseStr("connection"), data=data))
         if self.options.send_opened_event:
-            await self._send(Event(name=LooseStr("opened"), data={}))
+            await self.send(Event(name=LooseStr("opened"), data={}))
         if self.record.call_type == "webCall":
-            if self.emulator.voice is not None:  # voice mode: a real WebRTC call (voice.py)
+            if self.voice_mode is not None:  # voice mode: a real WebRTC call (voice.py)
                 from blackbox_sync.testing.voice.session import VoiceSession
 
-                self.voice = VoiceSession(self, self.emulator.voice)
+                self.voice = VoiceSession(self, self.voice_mode)
                 await self.voice.offer()
             else:
-                await self._send(SdpInvite(sdp=FAKE_SDP_OFFER))
+                await self.send(SdpInvite(sdp=FAKE_SDP_OFFER))
         self._worker = asyncio.ensure_future(self._work())
 
     # --- the agent --------------------------------------------------------------------------------
 
-    async def _user_message(self, text: str) -> None:
+    async def user_message(self, text: str) -> None:
+        """The user said ``text``: transcribe it, echo it if the agent does, queue the turn."""
         assert self.agent is not None
         self._transcribe("user", text)
         if self.agent.echo:
-            await self._send(TextMessage(source=LooseStr("user"), text=text))
+            await self.send(TextMessage(source=LooseStr("user"), text=text))
         self._inbox.put_nowait(text)
 
     async def _work(self) -> None:
@@ -525,13 +539,13 @@ class WsSession:
             raise
         except Exception as exc:
             log.exception("emulated agent raised")
-            self.emulator._note_error(self, f"agent raised {type(exc).__name__}: {exc}")
-            await self._send(_error(AGENT_ERROR))
+            self._note_error(f"agent raised {type(exc).__name__}: {exc}")
+            await self.send(_error(AGENT_ERROR))
 
     async def _say(self, step: Say) -> None:
         if not step.partial:
             self._transcribe("assistant", step.text)
-        await self._send(
+        await self.send(
             TextMessage(
                 source=LooseStr("assistant"),
                 text=step.text,
@@ -545,13 +559,13 @@ class WsSession:
         assert self.agent is not None
         assert step.id is not None
         if self.agent.announce_tool_calls:
-            await self._send(
+            await self.send(
                 ToolCall(id=LooseStr(step.id), tool_name=LooseStr(step.name), args=step.args)
             )
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._tools[step.id] = waiter
-        call = self.emulator._tool_requested(self, step.id, step.name, step.args)
-        await self._send(ToolRequest(id=step.id, tool_name=step.name, args=step.args))
+        call = self.service.tool_requested(self.record, step.id, step.name, step.args)
+        await self.send(ToolRequest(id=step.id, tool_name=step.name, args=step.args))
         timeout = step.timeout if step.timeout is not None else self.agent.tool_timeout
         try:
             result, timed_out = await asyncio.wait_for(waiter, timeout), False
@@ -560,8 +574,8 @@ class WsSession:
             result, timed_out = {"error": TOOL_TIMED_OUT}, True
         finally:
             self._tools.pop(step.id, None)
-        self.emulator._tool_finished(call, result, timed_out)
-        await self._send(
+        self.service.tool_finished(call, result, timed_out)
+        await self.send(
             ToolCallResult(id=LooseStr(step.id), tool_name=LooseStr(step.name), result=result)
         )
         return result
@@ -569,37 +583,48 @@ class WsSession:
     def _tool_answered(self, response: ToolResponse) -> None:
         waiter = self._tools.pop(response.id, None)
         if waiter is None or waiter.done():
-            self.emulator._note_error(self, f"websocketToolResponse for unknown id {response.id!r}")
+            self._note_error(f"websocketToolResponse for unknown id {response.id!r}")
             return
         waiter.set_result(response.result)
 
     def _transcribe(self, speaker: str, text: str) -> None:
         assert self.context is not None
         self.context.transcript.append((speaker, text))
-        self.emulator._add_transcript(self, speaker, text)
+        self.service.add_transcript(self.record, speaker, text)
+
+    def _note_error(self, text: str) -> None:
+        self.service.note_error(self.connection_id, self.record, text)
+
+    def record_frame(
+        self, direction: str, payload: Union[str, bytes], data: Any, kind: Optional[str]
+    ) -> None:
+        """File a frame of this connection (``direction`` ``"client"`` or ``"server"``)."""
+        self.service.record_frame(self.connection_id, self.record, direction, payload, data, kind)
 
     # --- sending --------------------------------------------------------------------------------
 
-    async def _send(self, message: Message) -> bool:
+    async def send(self, message: Message) -> bool:
+        """Send ``message`` (through the armed faults); False when the connection is gone."""
         payload = encode(message)
         data = json.loads(payload)
         # The emulator checks its own output with the client's decoder, so the two cannot drift.
         echoed = decode_object(data, payload)
         if type(echoed) is not type(message):
             raise AssertionError(f"emulator frame decodes as {type(echoed).__name__}: {payload}")
-        return await self._send_payload(payload, data, message.TYPE)
+        return await self.send_payload(payload, data, message.TYPE)
 
     async def _send_raw(self, frame: Union[str, bytes, Dict[str, Any]]) -> bool:
         if isinstance(frame, dict):
             frame = json.dumps(frame, ensure_ascii=False)
-        data, kind = _parse(frame)
-        return await self._send_payload(frame, data, kind)
+        data, kind = parse_frame(frame)
+        return await self.send_payload(frame, data, kind)
 
-    async def _send_payload(
+    async def send_payload(
         self, payload: Union[str, bytes], data: Any, kind: Optional[str]
     ) -> bool:
-        faults = self.emulator.faults
-        async with self._send_lock:
+        """Send a frame as it is, through the armed faults; False when the connection is gone."""
+        faults = self.service.faults
+        async with self.send_lock:
             if self._dropped or self.ws.closed or self.stalled:
                 return False
             # Armed faults may delay, change, add or hold back frames (fault_engine.py).
@@ -709,18 +734,6 @@ def _watch_masking(request: web.Request, on_unmasked: Callable[[], None]) -> Non
     transport = request.transport
     if transport is not None:
         transport.set_protocol(_MaskWatch(request.protocol, on_unmasked))
-
-
-def _parse(payload: Union[str, bytes]) -> Tuple[Any, Optional[str]]:
-    """The JSON value of a frame (``None`` if not JSON) and its ``type`` (``None`` if unusable)."""
-    if isinstance(payload, (bytes, bytearray)):
-        return None, None
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None, None
-    kind = data.get("type") if isinstance(data, dict) else None
-    return data, kind if isinstance(kind, str) else None
 
 
 def _error(message: str) -> ErrorMessage:

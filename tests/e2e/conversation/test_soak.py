@@ -11,13 +11,19 @@ concurrent, plus 1,000 more sequential to show that memory stays flat) runs with
 
 import logging
 import os
+import sys
 from typing import Iterator, Set
 
 import pytest
+from testkit import ROOT
 
 import blackbox_sync as bb
 from blackbox_sync.testing import Emulator
-from blackbox_sync.testing.faults.soak import COMPLETED, SoakReport, fd_details, soak
+
+# The soak driver lives with the benchmarks (it is no part of the package); bench/ is a folder
+# of scripts, so it is put on the path, last, where it shadows nothing.
+sys.path.append(str(ROOT / "bench"))
+from fault_soak import COMPLETED, SoakReport, fd_details, soak
 
 FULL = os.environ.get("BLACKBOX_SOAK", "").lower() == "full"
 SEQUENTIAL = 1000 if FULL else 200

@@ -10,16 +10,20 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 from testkit import ROOT
 
+import blackbox_sync as bb
+from blackbox_sync.rest import Client
 from blackbox_sync.testing import ConversationRecord, DropAfter, Emulator, ScriptedAgent
 from blackbox_sync.testing.emulator import serve
 from blackbox_sync.testing.ws.wire import WireClient
 
 pytest_plugins = ["pytester"]
+
+Connect = Callable[..., bb.Conversation]
 
 
 @pytest.fixture
@@ -362,3 +366,18 @@ def test_agents_and_plugin_import_without_aiohttp() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_rest_and_websocket_work_on_one_service_state(emulator: Emulator, connect: Connect) -> None:
+    # A live WebSocket conversation is what the REST side counts, and a key added to the
+    # service is one REST accepts: both halves read the same ServiceState.
+    assert emulator.rest.service is emulator.service
+    connect()
+    extra_key = "emu-key-extra"
+    with emulator.lock:
+        emulator.api_keys.add(extra_key)
+    with Client(api_key=extra_key, base_url=emulator.base_url) as client:
+        assert client.misc.concurrency().active == 1
+    emulator.reset()
+    assert extra_key not in emulator.service.api_keys
+    assert emulator.api_key in emulator.service.api_keys

@@ -1,6 +1,7 @@
 """Soak runs: many conversations against an emulator with faults armed at random.
 
-Used by ``tests/e2e/conversation/test_soak.py`` and ``bench/soak.py``. Each conversation
+Used by ``tests/e2e/conversation/test_soak.py`` and ``bench/soak.py`` (bench, not the package: no
+user needs it installed). Each conversation
 connects, asks a question that needs a client-side tool, asks another, and terminates; every
 call has a timeout. A
 conversation ends *completed* (``terminate()`` returned a result) or with the name of the typed
