@@ -61,7 +61,7 @@ from blackbox_sync.redact import RedactingHandler
 if TYPE_CHECKING:
     from blackbox_sync.rest import ApiConnectionError, Client, RetryPolicy
     from blackbox_sync.rest import webhooks as webhooks
-    from blackbox_sync.voice import VoiceCall
+    from blackbox_sync.voice import VoiceCall as VoiceCall
 
 _moved.install()
 
@@ -94,6 +94,8 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# bb.VoiceCall (extra `voice`) and bb.webhooks load on use and stay out of `import *`, which
+# must work whatever extras are installed.
 __all__ = [
     "ApiConnectionError",
     "ApiError",
@@ -134,6 +136,5 @@ __all__ = [
     "TurnRule",
     "UnknownMessage",
     "UsageError",
-    "VoiceCall",
     "__version__",
 ]

@@ -7,6 +7,7 @@ and typed :mod:`blackbox_sync.errors` for an opening that did not succeed. Readi
 is :mod:`blackbox_sync.transport.frames`'s job, not websocket-client's.
 """
 
+import http
 import logging
 import socket
 import threading
@@ -126,13 +127,16 @@ class WsClient:
             failure = exc
         finally:
             fired = watchdog.stop()
-        if failure is None and not fired:
+        response = self._ws.handshake_response
+        # Before 1.9.2, websocket-client counts a redirect it was told not to follow as open.
+        redirected = response is not None and response.status in _REDIRECT_STATUSES
+        if failure is None and not fired and not redirected:
             return None
         self._ws.shutdown()
-        if failure is None or fired or isinstance(failure, _TIMEOUTS):
+        if fired or isinstance(failure, _TIMEOUTS):
             raise self._timed_out(timeout)  # out of time, or connected only as it ran out
-        response = self._ws.handshake_response
-        if response is not None and response.status in _REDIRECT_STATUSES:
+        if failure is None or redirected:
+            assert response is not None  # no failure and not out of time: redirected
             location = response.headers.get("location")
             if location:
                 return str(location)
@@ -155,8 +159,11 @@ class WsClient:
     def _refusal(self, exc: "websocket.WebSocketBadStatusException") -> str:
         """The server's refusal (status line and the start of its body), secrets masked."""
         text = f"HTTP {exc.status_code}"
-        if exc.status_message:
-            text += f" {exc.status_message}"
+        # The server's reason phrase (websocket-client 1.9.2 and later keep it), else the
+        # standard one.
+        message = getattr(exc, "status_message", None) or _reason_phrase(int(exc.status_code))
+        if message:
+            text += f" {message}"
         body = exc.resp_body
         if body:
             raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
@@ -246,3 +253,10 @@ class Watchdog:
         self._timer.cancel()
         self._timer.join()
         return self._fired
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -311,8 +311,9 @@ def test_an_oversized_fragmented_message_is_refused_as_it_crosses_the_limit(
         peer.open_conversation()
         chunk = b"x" * 1024
         opcode = OP_TEXT
-        # Stream until the client answers (its close frame), never more than 4x the limit.
-        while not client_has_sent(peer, 0.001) and sent[0] < 4 * limit:
+        # Stream until the client answers (its close frame), never more than 4x the limit, at a
+        # pace that gives a loaded client 64 fragments' time (over a second) to answer.
+        while not client_has_sent(peer, 0.02) and sent[0] < 4 * limit:
             peer.send_frame(opcode, chunk, fin=False)
             sent[0] += len(chunk)
             opcode = OP_CONT

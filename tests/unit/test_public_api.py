@@ -55,7 +55,6 @@ EXPORTED = [
     "TurnRule",
     "UnknownMessage",
     "UsageError",
-    "VoiceCall",
     "__version__",
 ]
 
